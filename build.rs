@@ -1,0 +1,266 @@
+//! Builds the pinned llama.cpp (ggml base + CPU backend + llama) and our extractor shim.
+//!
+//! The llama.cpp tree comes from the registry crate pinned in `vendor/llama-cpp-pin`
+//! (version and checksum in its Cargo.lock). It is compiled once into a cache folder under
+//! the target directory, keyed by the pin, the compiler and the flags, so that a change to
+//! Rust code or to the shim never recompiles llama.cpp.
+
+use std::collections::hash_map::DefaultHasher;
+use std::env;
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PIN_CRATE: &str = "llama-cpp-sys-2";
+const PIN_VERSION: &str = "0.1.161";
+/// Reported by ggml's own CMake for this tree (ggml/CMakeLists.txt).
+const GGML_VERSION: &str = "0.26.0";
+/// A fixed ISA keeps results (and so stored baselines) the same on every x86-64-v3 machine;
+/// `-march=native` would tie them to the build machine.
+const DEFAULT_MARCH: &str = "x86-64-v3";
+const OPT_LEVEL: &str = "2";
+
+const GGML_C: &[&str] = &[
+    "ggml/src/ggml.c",
+    "ggml/src/ggml-alloc.c",
+    "ggml/src/ggml-quants.c",
+    "ggml/src/ggml-cpu/ggml-cpu.c",
+    "ggml/src/ggml-cpu/quants.c",
+    "ggml/src/ggml-cpu/arch/x86/quants.c",
+];
+
+const GGML_CPP: &[&str] = &[
+    "ggml/src/ggml.cpp",
+    "ggml/src/ggml-backend.cpp",
+    "ggml/src/ggml-backend-reg.cpp",
+    "ggml/src/ggml-backend-dl.cpp",
+    "ggml/src/ggml-backend-meta.cpp",
+    "ggml/src/ggml-opt.cpp",
+    "ggml/src/ggml-threading.cpp",
+    "ggml/src/gguf.cpp",
+    "ggml/src/ggml-cpu/ggml-cpu.cpp",
+    "ggml/src/ggml-cpu/ops.cpp",
+    "ggml/src/ggml-cpu/vec.cpp",
+    "ggml/src/ggml-cpu/binary-ops.cpp",
+    "ggml/src/ggml-cpu/unary-ops.cpp",
+    "ggml/src/ggml-cpu/repack.cpp",
+    "ggml/src/ggml-cpu/traits.cpp",
+    "ggml/src/ggml-cpu/hbm.cpp",
+    "ggml/src/ggml-cpu/tiled/tiled.cpp",
+    "ggml/src/ggml-cpu/tiled/tiled-kernel.cpp",
+    "ggml/src/ggml-cpu/arch/x86/repack.cpp",
+    "ggml/src/ggml-cpu/llamafile/sgemm.cpp",
+];
+
+const DEFINES: &[&str] = &["GGML_USE_CPU", "GGML_USE_LLAMAFILE", "_GNU_SOURCE", "NDEBUG"];
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=csrc");
+    println!("cargo:rerun-if-changed=vendor/llama-cpp-pin/Cargo.toml");
+    println!("cargo:rerun-if-changed=vendor/llama-cpp-pin/Cargo.lock");
+    println!("cargo:rerun-if-env-changed=LLORCH_MARCH");
+    println!("cargo:rerun-if-env-changed=LLORCH_LLAMA_CACHE");
+
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let llama_root = locate_pinned_source(&manifest_dir);
+
+    let march = env::var("LLORCH_MARCH").unwrap_or_else(|_| DEFAULT_MARCH.to_string());
+    let compiler = cc::Build::new().cpp(true).get_compiler();
+    let compiler_version = Command::new(compiler.path())
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .unwrap_or_default();
+    let flags = format!(
+        "-O{OPT_LEVEL} -march={march} {}",
+        DEFINES.iter().map(|d| format!("-D{d}")).collect::<Vec<_>>().join(" ")
+    );
+
+    let mut hasher = DefaultHasher::new();
+    (PIN_VERSION, &flags, &compiler_version, GGML_C, GGML_CPP).hash(&mut hasher);
+    let key = format!("{:016x}", hasher.finish());
+    let cache_root = env::var_os("LLORCH_LLAMA_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir(&out_dir).join("llama-cpp"));
+    let cache = cache_root.join(&key);
+    let gen_include = cache.join("include");
+
+    let stamp = cache.join("built.stamp");
+    if !stamp.exists() {
+        // Several builds (debug, release, other target dirs) may share one cache: the first
+        // one compiles while the others wait on the lock, then find the stamp.
+        fs::create_dir_all(&cache).expect("create llama.cpp cache folder");
+        let lock = fs::File::create(cache_root.join(format!("{key}.lock"))).expect("create cache lock");
+        lock.lock().expect("lock llama.cpp cache");
+        if !stamp.exists() {
+            build_llama(&llama_root, &cache, &gen_include, &march);
+            fs::write(&stamp, &flags).expect("write build stamp");
+        }
+    }
+
+    // The shim: the only C++ of ours. Rebuilt whenever csrc/ changes.
+    let mut shim = cc::Build::new();
+    shim.cpp(true)
+        .std("c++17")
+        .file("csrc/extractor.cpp")
+        .include("csrc")
+        .include(llama_root.join("include"))
+        .include(llama_root.join("ggml/include"))
+        .include(llama_root.join("ggml/src"))
+        .opt_level_str(OPT_LEVEL)
+        .flag(format!("-march={march}"))
+        .warnings(true)
+        .out_dir(out_dir.join("shim"));
+    for d in DEFINES {
+        shim.define(d, None);
+    }
+    shim.compile("llorch_shim");
+
+    println!("cargo:rustc-link-search=native={}", cache.display());
+    println!("cargo:rustc-link-lib=static=llorch_llama");
+    println!("cargo:rustc-link-lib=dylib=stdc++");
+    println!("cargo:rustc-link-lib=dylib=pthread");
+    println!("cargo:rustc-link-lib=dylib=dl");
+    println!("cargo:rustc-link-lib=dylib=m");
+
+    // What every manifest records about the llama.cpp side.
+    println!("cargo:rustc-env=LLORCH_LLAMA_PIN={PIN_CRATE} {PIN_VERSION} (ggml {GGML_VERSION})");
+    println!("cargo:rustc-env=LLORCH_LLAMA_FLAGS={flags}");
+    println!("cargo:rustc-env=LLORCH_LLAMA_COMPILER={compiler_version}");
+    println!("cargo:rustc-env=LLORCH_LLAMA_ISA={march}");
+
+    #[cfg(feature = "regen-bindings")]
+    regen_bindings(&manifest_dir);
+}
+
+/// `target/` from `target/<profile>/build/<pkg>-<hash>/out`, so debug and release share the cache.
+fn target_dir(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .nth(4)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| out_dir.to_path_buf())
+}
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+/// Fetches the pinned crate through Cargo (checksum-verified against vendor/llama-cpp-pin/Cargo.lock)
+/// and returns its `llama.cpp/` folder.
+fn locate_pinned_source(manifest_dir: &Path) -> PathBuf {
+    let pin_manifest = manifest_dir.join("vendor/llama-cpp-pin/Cargo.toml");
+    let status = Command::new(cargo())
+        .args(["fetch", "--locked", "--manifest-path"])
+        .arg(&pin_manifest)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("run cargo fetch for the llama.cpp pin");
+    assert!(status.success(), "cargo fetch of {PIN_CRATE} {PIN_VERSION} failed");
+    let out = Command::new(cargo())
+        .args(["metadata", "--locked", "--format-version", "1", "--manifest-path"])
+        .arg(&pin_manifest)
+        .output()
+        .expect("run cargo metadata for the llama.cpp pin");
+    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("utf-8 metadata");
+    // Find the manifest_path of the pinned package without pulling a JSON parser into the build.
+    let needle = format!("\"name\":\"{PIN_CRATE}\",\"version\":\"{PIN_VERSION}\"");
+    let start = text.find(&needle).unwrap_or_else(|| panic!("{PIN_CRATE} {PIN_VERSION} not in cargo metadata"));
+    let rest = &text[start..];
+    let key = "\"manifest_path\":\"";
+    let mp = rest.find(key).expect("manifest_path in metadata") + key.len();
+    let end = rest[mp..].find('"').expect("end of manifest_path");
+    let manifest_path = PathBuf::from(&rest[mp..mp + end]);
+    let root = manifest_path.parent().unwrap().join("llama.cpp");
+    assert!(root.join("include/llama.h").exists(), "no llama.cpp tree at {}", root.display());
+    root
+}
+
+fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
+    fs::create_dir_all(gen_include).expect("create cache folder");
+    fs::write(
+        gen_include.join("ggml-version.h"),
+        format!(
+            "#pragma once\n#define GGML_VERSION \"{GGML_VERSION}\"\n#define GGML_COMMIT \"{PIN_CRATE}-{PIN_VERSION}\"\n"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        gen_include.join("llama-version.h"),
+        format!(
+            "#pragma once\n#define LLAMA_VERSION \"{PIN_VERSION}\"\n#define LLAMA_COMMIT \"{PIN_CRATE}-{PIN_VERSION}\"\n"
+        ),
+    )
+    .unwrap();
+
+    let base = |cpp: bool| {
+        let mut b = cc::Build::new();
+        b.cpp(cpp)
+            .include(gen_include)
+            .include(root.join("include"))
+            .include(root.join("ggml/include"))
+            .include(root.join("ggml/src"))
+            .include(root.join("ggml/src/ggml-cpu"))
+            .include(root.join("src"))
+            .opt_level_str(OPT_LEVEL)
+            .flag(format!("-march={march}"))
+            .warnings(false)
+            .extra_warnings(false)
+            .flag_if_supported("-w")
+            .cargo_metadata(false)
+            .out_dir(cache);
+        for d in DEFINES {
+            b.define(d, None);
+        }
+        if cpp {
+            b.std("c++17");
+        } else {
+            b.std("c11");
+        }
+        b
+    };
+
+    let mut c = base(false);
+    for f in GGML_C {
+        c.file(root.join(f));
+    }
+    let c_objects = c.compile_intermediates();
+
+    let mut cpp = base(true);
+    for f in GGML_CPP {
+        cpp.file(root.join(f));
+    }
+    for dir in ["src", "src/models"] {
+        let mut files: Vec<PathBuf> = fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "cpp"))
+            .collect();
+        files.sort();
+        for f in files {
+            cpp.file(f);
+        }
+    }
+    // One archive for ggml and llama: their C and C++ halves call each other.
+    cpp.objects(c_objects);
+    cpp.compile("llorch_llama");
+}
+
+#[cfg(feature = "regen-bindings")]
+fn regen_bindings(manifest_dir: &Path) {
+    let bindings = bindgen::Builder::default()
+        .header(manifest_dir.join("csrc/extractor.h").to_string_lossy())
+        .allowlist_function("llorch_.*")
+        .allowlist_type("llorch_.*")
+        .allowlist_var("LLORCH_.*")
+        .layout_tests(false)
+        .generate()
+        .expect("bindgen on csrc/extractor.h");
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("ffi.rs");
+    bindings.write_to_file(&out).expect("write bindings");
+    println!("cargo:rustc-env=LLORCH_REGENERATED_FFI={}", out.display());
+}

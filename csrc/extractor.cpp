@@ -1,0 +1,330 @@
+// llorch-diff extractor: llama.cpp's eval callback, tensor gathering, and a narrow C ABI.
+//
+// After the scheduler computes a node we asked for, the callback copies it out with
+// ggml_backend_tensor_get and gathers it through its strides (views and permuted nodes are not
+// contiguous), converting F16/BF16 to f32. Which nodes to ask for is the Rust catalogue's call.
+
+#include "extractor.h"
+
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
+#include "ggml.h"
+#include "llama.h"
+
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace {
+
+thread_local std::string g_last_error;
+bool g_verbose = false;
+std::once_flag g_backend_once;
+
+void set_error(const std::string &msg) { g_last_error = msg; }
+
+void log_callback(enum ggml_log_level level, const char *text, void *) {
+    if (g_verbose || level == GGML_LOG_LEVEL_ERROR) {
+        fputs(text, stderr);
+    }
+}
+
+struct Captured {
+    std::string name;
+    std::string op;
+    int32_t type;
+    int64_t ne[4];
+    std::vector<float> data;
+};
+
+}  // namespace
+
+struct llorch_session {
+    llama_model *model = nullptr;
+    llama_context *ctx = nullptr;
+    const llama_vocab *vocab = nullptr;
+    std::unordered_set<std::string> wanted;
+    std::vector<Captured> captures;
+    std::vector<uint8_t> scratch;
+    std::string capture_error;
+};
+
+namespace {
+
+float element_to_f32(ggml_type type, const uint8_t *p) {
+    switch (type) {
+        case GGML_TYPE_F32: {
+            float v;
+            std::memcpy(&v, p, sizeof v);
+            return v;
+        }
+        case GGML_TYPE_F16: {
+            ggml_fp16_t v;
+            std::memcpy(&v, p, sizeof v);
+            return ggml_fp16_to_fp32(v);
+        }
+        case GGML_TYPE_BF16: {
+            ggml_bf16_t v;
+            std::memcpy(&v, p, sizeof v);
+            return ggml_bf16_to_fp32(v);
+        }
+        case GGML_TYPE_I32: {
+            int32_t v;
+            std::memcpy(&v, p, sizeof v);
+            return static_cast<float>(v);
+        }
+        default:
+            return 0.0f;
+    }
+}
+
+bool capture_node(llorch_session *s, ggml_tensor *t) {
+    const ggml_type type = t->type;
+    if (type != GGML_TYPE_F32 && type != GGML_TYPE_F16 && type != GGML_TYPE_BF16 && type != GGML_TYPE_I32) {
+        s->capture_error = std::string("node ") + t->name + " has type " + ggml_type_name(type) +
+                           ", which the extractor does not convert";
+        return false;
+    }
+    // ggml_nbytes of a strided view is its extent from the first element to the last one.
+    const size_t extent = ggml_nbytes(t);
+    s->scratch.resize(extent);
+    ggml_backend_tensor_get(t, s->scratch.data(), 0, extent);
+
+    Captured c;
+    c.name = t->name;
+    c.op = ggml_op_name(t->op);
+    c.type = type;
+    for (int i = 0; i < 4; ++i) c.ne[i] = t->ne[i];
+    c.data.resize(static_cast<size_t>(ggml_nelements(t)));
+    size_t k = 0;
+    const uint8_t *base = s->scratch.data();
+    for (int64_t i3 = 0; i3 < t->ne[3]; ++i3)
+        for (int64_t i2 = 0; i2 < t->ne[2]; ++i2)
+            for (int64_t i1 = 0; i1 < t->ne[1]; ++i1) {
+                const uint8_t *row = base + i3 * t->nb[3] + i2 * t->nb[2] + i1 * t->nb[1];
+                for (int64_t i0 = 0; i0 < t->ne[0]; ++i0) {
+                    c.data[k++] = element_to_f32(type, row + i0 * t->nb[0]);
+                }
+            }
+    s->captures.push_back(std::move(c));
+    return true;
+}
+
+bool eval_callback(ggml_tensor *t, bool ask, void *user_data) {
+    auto *s = static_cast<llorch_session *>(user_data);
+    const bool wanted = s->wanted.count(t->name) != 0;
+    if (ask) {
+        return wanted;
+    }
+    if (wanted && s->capture_error.empty()) {
+        capture_node(s, t);
+    }
+    return true;  // keep computing
+}
+
+}  // namespace
+
+extern "C" {
+
+const char *llorch_last_error(void) { return g_last_error.c_str(); }
+
+void llorch_set_verbose(bool verbose) {
+    g_verbose = verbose;
+    llama_log_set(log_callback, nullptr);
+}
+
+llorch_session *llorch_session_open(const char *model_path, const llorch_options *options) {
+    if (model_path == nullptr || options == nullptr) {
+        set_error("null argument");
+        return nullptr;
+    }
+    if (options->kv_type != GGML_TYPE_F32 && options->kv_type != GGML_TYPE_F16) {
+        set_error("KV cache type must be f32 or f16");
+        return nullptr;
+    }
+    llama_log_set(log_callback, nullptr);
+    std::call_once(g_backend_once, [] { llama_backend_init(); });
+
+    auto *s = new llorch_session();
+    llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = 0;
+    mp.use_mmap = true;
+    s->model = llama_model_load_from_file(model_path, mp);
+    if (s->model == nullptr) {
+        set_error(std::string("llama.cpp could not load the model ") + model_path);
+        delete s;
+        return nullptr;
+    }
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = static_cast<uint32_t>(options->n_ctx);
+    cp.n_batch = static_cast<uint32_t>(options->n_ctx);
+    cp.n_ubatch = static_cast<uint32_t>(options->n_ctx);
+    cp.n_seq_max = 1;
+    cp.n_threads = options->n_threads;
+    cp.n_threads_batch = options->n_threads;
+    // Without this the attention scores are fused away and never exist as a node.
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.type_k = static_cast<ggml_type>(options->kv_type);
+    cp.type_v = static_cast<ggml_type>(options->kv_type);
+    cp.cb_eval = eval_callback;
+    cp.cb_eval_user_data = s;
+    cp.no_perf = true;
+    cp.op_offload = false;
+    s->ctx = llama_init_from_model(s->model, cp);
+    if (s->ctx == nullptr) {
+        set_error("llama.cpp could not create a context for the model");
+        llama_model_free(s->model);
+        delete s;
+        return nullptr;
+    }
+    s->vocab = llama_model_get_vocab(s->model);
+    return s;
+}
+
+void llorch_session_free(llorch_session *s) {
+    if (s == nullptr) return;
+    if (s->ctx) llama_free(s->ctx);
+    if (s->model) llama_model_free(s->model);
+    delete s;
+}
+
+int llorch_model_dims_get(const llorch_session *s, llorch_model_dims *out) {
+    if (s == nullptr || out == nullptr) return -1;
+    out->n_layer = llama_model_n_layer(s->model);
+    out->n_embd = llama_model_n_embd(s->model);
+    out->n_head = llama_model_n_head(s->model);
+    out->n_head_kv = llama_model_n_head_kv(s->model);
+    out->n_vocab = llama_vocab_n_tokens(s->vocab);
+    out->n_ctx_train = llama_model_n_ctx_train(s->model);
+    return 0;
+}
+
+int32_t llorch_model_meta(const llorch_session *s, const char *key, char *buf, size_t buf_len) {
+    if (s == nullptr || key == nullptr) return -1;
+    return llama_model_meta_val_str(s->model, key, buf, buf_len);
+}
+
+int32_t llorch_tokenize(const llorch_session *s, const char *text, int32_t text_len, bool add_special,
+                        bool parse_special, int32_t *out, int32_t cap) {
+    if (s == nullptr) return 0;
+    return llama_tokenize(s->vocab, text, text_len, out, cap, add_special, parse_special);
+}
+
+int32_t llorch_token_to_piece(const llorch_session *s, int32_t token, char *buf, int32_t buf_len) {
+    if (s == nullptr) return 0;
+    return llama_token_to_piece(s->vocab, token, buf, buf_len, 0, true);
+}
+
+int llorch_capture_names(llorch_session *s, const char *const *names, int32_t n) {
+    if (s == nullptr) return -1;
+    s->wanted.clear();
+    for (int32_t i = 0; i < n; ++i) s->wanted.insert(names[i]);
+    return 0;
+}
+
+int32_t llorch_capture_count(const llorch_session *s) {
+    return s == nullptr ? 0 : static_cast<int32_t>(s->captures.size());
+}
+
+int llorch_capture_get(const llorch_session *s, int32_t index, llorch_capture *out) {
+    if (s == nullptr || out == nullptr || index < 0 || index >= static_cast<int32_t>(s->captures.size())) {
+        return -1;
+    }
+    const Captured &c = s->captures[static_cast<size_t>(index)];
+    out->name = c.name.c_str();
+    out->op = c.op.c_str();
+    out->type = c.type;
+    for (int i = 0; i < 4; ++i) out->ne[i] = c.ne[i];
+    out->data = c.data.data();
+    return 0;
+}
+
+int llorch_decode(llorch_session *s, const int32_t *tokens, int32_t n_tokens, int32_t pos0) {
+    if (s == nullptr || tokens == nullptr || n_tokens <= 0) {
+        set_error("decode needs at least one token");
+        return -1;
+    }
+    s->captures.clear();
+    s->capture_error.clear();
+    llama_batch batch = llama_batch_init(n_tokens, 0, 1);
+    for (int32_t i = 0; i < n_tokens; ++i) {
+        batch.token[i] = tokens[i];
+        batch.pos[i] = pos0 + i;
+        batch.n_seq_id[i] = 1;
+        batch.seq_id[i][0] = 0;
+        // Every position is an output, so the last layer keeps all rows (no inp_out_ids gather).
+        batch.logits[i] = 1;
+    }
+    batch.n_tokens = n_tokens;
+    const int32_t rc = llama_decode(s->ctx, batch);
+    llama_batch_free(batch);
+    if (rc != 0) {
+        set_error("llama_decode failed with code " + std::to_string(rc));
+        return -1;
+    }
+    if (!s->capture_error.empty()) {
+        set_error(s->capture_error);
+        return -1;
+    }
+    return 0;
+}
+
+const float *llorch_logits(llorch_session *s, int32_t i) {
+    if (s == nullptr) return nullptr;
+    return llama_get_logits_ith(s->ctx, i);
+}
+
+size_t llorch_ggml_row_size(int32_t type, int64_t n) {
+    if (type < 0 || type >= GGML_TYPE_COUNT) return 0;
+    return ggml_row_size(static_cast<ggml_type>(type), n);
+}
+
+int32_t llorch_ggml_blck_size(int32_t type) {
+    if (type < 0 || type >= GGML_TYPE_COUNT) return -1;
+    return static_cast<int32_t>(ggml_blck_size(static_cast<ggml_type>(type)));
+}
+
+int llorch_ggml_dequantize(int32_t type, const void *src, float *dst, int64_t n) {
+    if (type < 0 || type >= GGML_TYPE_COUNT) return -1;
+    const ggml_type_traits *tr = ggml_get_type_traits(static_cast<ggml_type>(type));
+    if (tr->to_float == nullptr || n % tr->blck_size != 0) return -1;
+    tr->to_float(src, dst, n);
+    return 0;
+}
+
+int64_t llorch_ggml_quantize_ref(int32_t type, const float *src, void *dst, int64_t n) {
+    if (type < 0 || type >= GGML_TYPE_COUNT) return -1;
+    const ggml_type_traits *tr = ggml_get_type_traits(static_cast<ggml_type>(type));
+    if (tr->from_float_ref == nullptr || n % tr->blck_size != 0) return -1;
+    tr->from_float_ref(src, dst, n);
+    return static_cast<int64_t>(ggml_row_size(static_cast<ggml_type>(type), n));
+}
+
+int64_t llorch_ggml_quantize_cpu(int32_t type, const float *src, void *dst, int64_t n) {
+    if (type < 0 || type >= GGML_TYPE_COUNT) return -1;
+    ggml_cpu_init();
+    const ggml_type_traits_cpu *tr = ggml_get_type_traits_cpu(static_cast<ggml_type>(type));
+    if (tr->from_float == nullptr || n % ggml_blck_size(static_cast<ggml_type>(type)) != 0) return -1;
+    tr->from_float(src, dst, n);
+    return static_cast<int64_t>(ggml_row_size(static_cast<ggml_type>(type), n));
+}
+
+int32_t llorch_ggml_vec_dot_type(int32_t type) {
+    if (type < 0 || type >= GGML_TYPE_COUNT) return -1;
+    ggml_cpu_init();
+    return static_cast<int32_t>(ggml_get_type_traits_cpu(static_cast<ggml_type>(type))->vec_dot_type);
+}
+
+int llorch_ggml_vec_dot(int32_t type, int64_t n, const void *weight, const void *activation, float *out) {
+    if (type < 0 || type >= GGML_TYPE_COUNT || out == nullptr) return -1;
+    ggml_cpu_init();
+    const ggml_type_traits_cpu *tr = ggml_get_type_traits_cpu(static_cast<ggml_type>(type));
+    if (tr->vec_dot == nullptr) return -1;
+    tr->vec_dot(static_cast<int>(n), out, 0, weight, 0, activation, 0, 1);
+    return 0;
+}
+
+}  // extern "C"

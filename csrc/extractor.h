@@ -1,0 +1,91 @@
+/*
+ * llorch-diff extractor: a narrow C ABI over llama.cpp.
+ *
+ * No llama.cpp or ggml type crosses this boundary: the Rust side sees opaque sessions,
+ * plain integers and f32 buffers. Types are ggml type ids (0 = F32, 1 = F16, ...).
+ * Functions that fail return a negative value or NULL; llorch_last_error() says why.
+ */
+#ifndef LLORCH_EXTRACTOR_H
+#define LLORCH_EXTRACTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct llorch_session llorch_session;
+
+typedef struct llorch_options {
+    int32_t n_threads;
+    /* ggml type id of the KV cache: 0 = F32, 1 = F16. */
+    int32_t kv_type;
+    /* Context length; the prompt plus all decode steps must fit. */
+    int32_t n_ctx;
+} llorch_options;
+
+typedef struct llorch_model_dims {
+    int32_t n_layer;
+    int32_t n_embd;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t n_vocab;
+    int32_t n_ctx_train;
+} llorch_model_dims;
+
+/* One captured graph node, gathered to a C-contiguous f32 buffer [ne3][ne2][ne1][ne0]. */
+typedef struct llorch_capture {
+    const char *name;   /* node name as llama.cpp sets it, e.g. "Qcur-0" */
+    const char *op;     /* ggml op name, e.g. "ROPE" */
+    int32_t type;       /* ggml type of the node before conversion */
+    int64_t ne[4];      /* ggml order: innermost first */
+    const float *data;  /* valid until the next decode, clear or free */
+} llorch_capture;
+
+const char *llorch_last_error(void);
+
+/* Silences llama.cpp's log unless verbose is true. */
+void llorch_set_verbose(bool verbose);
+
+llorch_session *llorch_session_open(const char *model_path, const llorch_options *options);
+void llorch_session_free(llorch_session *session);
+
+int llorch_model_dims_get(const llorch_session *session, llorch_model_dims *out);
+/* Writes a metadata string value (NUL-terminated); returns its length or -1. */
+int32_t llorch_model_meta(const llorch_session *session, const char *key, char *buf, size_t buf_len);
+
+/* Returns the number of tokens written, or -(needed) if cap is too small. */
+int32_t llorch_tokenize(const llorch_session *session, const char *text, int32_t text_len,
+                        bool add_special, bool parse_special, int32_t *out, int32_t cap);
+int32_t llorch_token_to_piece(const llorch_session *session, int32_t token, char *buf, int32_t buf_len);
+
+/* Exact node names to capture (e.g. "attn_norm-3", "cache_k_l3 (view)"); n = 0 captures nothing. */
+int llorch_capture_names(llorch_session *session, const char *const *names, int32_t n);
+int32_t llorch_capture_count(const llorch_session *session);
+int llorch_capture_get(const llorch_session *session, int32_t index, llorch_capture *out);
+
+/* Evaluates tokens at positions pos0.. of sequence 0, asking for logits at every position. */
+int llorch_decode(llorch_session *session, const int32_t *tokens, int32_t n_tokens, int32_t pos0);
+/* Logits of output row i of the last decode (n_vocab floats), or NULL. */
+const float *llorch_logits(llorch_session *session, int32_t i);
+
+/* ggml's own block codecs, for bit-exact proofs of the Rust ones. */
+size_t llorch_ggml_row_size(int32_t type, int64_t n);
+int32_t llorch_ggml_blck_size(int32_t type);
+int llorch_ggml_dequantize(int32_t type, const void *src, float *dst, int64_t n);
+/* The reference quantizer (ggml-quants.c *_ref). Returns bytes written or -1. */
+int64_t llorch_ggml_quantize_ref(int32_t type, const float *src, void *dst, int64_t n);
+/* The CPU backend's activation quantizer, as a matmul uses it. */
+int64_t llorch_ggml_quantize_cpu(int32_t type, const float *src, void *dst, int64_t n);
+/* The type a weight of this type takes its activations in (type_traits_cpu.vec_dot_type). */
+int32_t llorch_ggml_vec_dot_type(int32_t type);
+/* ggml's CPU dot product of a weight row and an activation row already in vec_dot_type. */
+int llorch_ggml_vec_dot(int32_t type, int64_t n, const void *weight, const void *activation, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

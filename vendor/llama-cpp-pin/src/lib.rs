@@ -1,0 +1,1 @@
+// Placeholder: this manifest exists only to pin and fetch llama.cpp source.
