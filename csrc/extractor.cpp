@@ -151,7 +151,6 @@ llorch_session *llorch_session_open(const char *model_path, const llorch_options
     auto *s = new llorch_session();
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = 0;
-    mp.use_mmap = true;
     s->model = llama_model_load_from_file(model_path, mp);
     if (s->model == nullptr) {
         set_error(std::string("llama.cpp could not load the model ") + model_path);

@@ -2,7 +2,15 @@
 //!
 //! Two producers of checkpoints, [`llamacpp`] (llama.cpp through our extractor shim) and
 //! [`reference`] (an independent Rust forward pass), and one judge, [`compare`], that knows
-//! only the dump folders described in [`checkpoint`].
+//! only the dump folders described in [`checkpoint`]. [`report`] renders the judge's verdicts.
+//! Both producers share the model substrate: [`gguf`], [`quant`] and [`tokenizer`].
 
 pub mod checkpoint;
+pub mod cli;
+pub mod compare;
+pub mod gguf;
 pub mod llamacpp;
+pub mod quant;
+pub mod reference;
+pub mod report;
+pub mod tokenizer;

@@ -1,0 +1,185 @@
+//! Dump folders: `manifest.json` plus `step{N}/{name}.bin` (or `.npy`).
+//!
+//! A folder without a manifest is accepted too (another engine's dumps): its files are found by
+//! walking `step{N}/` subfolders, or the top level as step 0, and ordered by the catalogue.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::catalogue::{CheckpointId, CheckpointName};
+use super::format::{read_dump, write_atomic, write_dump, DumpError, Tensor};
+use super::manifest::{Entry, Manifest, FILE_NAME, FORMAT};
+use super::npy::read_npy;
+
+/// File name of a checkpoint inside a folder.
+pub fn relative_file(step: u32, name: &CheckpointName) -> String {
+    format!("step{step}/{name}.bin")
+}
+
+/// Writes a dump folder all at once: files go to a hidden sibling folder that replaces the
+/// target only when [`DumpWriter::finish`] succeeds, so a failed run leaves no partial folder.
+pub struct DumpWriter {
+    target: PathBuf,
+    staging: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl DumpWriter {
+    pub fn create(target: &Path, manifest: Manifest) -> Result<Self, DumpError> {
+        if target.exists() && !is_replaceable(target) {
+            return Err(DumpError::format(
+                target,
+                "exists and is not a dump folder (no manifest.json); refusing to overwrite it",
+            ));
+        }
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dump".into());
+        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(|e| DumpError::io(parent, e))?;
+        let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        if staging.exists() {
+            fs::remove_dir_all(&staging).map_err(|e| DumpError::io(&staging, e))?;
+        }
+        fs::create_dir_all(&staging).map_err(|e| DumpError::io(&staging, e))?;
+        Ok(DumpWriter { target: target.to_path_buf(), staging, manifest })
+    }
+
+    pub fn add(&mut self, step: u32, name: &CheckpointName, t: &Tensor) -> Result<(), DumpError> {
+        let file = relative_file(step, name);
+        write_dump(&self.staging.join(&file), t)?;
+        self.manifest.checkpoints.push(Entry { step, name: name.to_string(), file, shape: t.shape.clone() });
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<PathBuf, DumpError> {
+        self.manifest.checkpoints.sort_by(|a, b| {
+            (a.step, CheckpointName::parse(&a.name)).cmp(&(b.step, CheckpointName::parse(&b.name)))
+        });
+        let json = serde_json::to_vec_pretty(&self.manifest).expect("manifest serialises");
+        write_atomic(&self.staging.join(FILE_NAME), &json)?;
+        if self.target.exists() {
+            fs::remove_dir_all(&self.target).map_err(|e| DumpError::io(&self.target, e))?;
+        }
+        fs::rename(&self.staging, &self.target).map_err(|e| DumpError::io(&self.target, e))?;
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for DumpWriter {
+    fn drop(&mut self) {
+        // Only present if finish() was not reached.
+        let _ = fs::remove_dir_all(&self.staging);
+    }
+}
+
+fn is_replaceable(dir: &Path) -> bool {
+    dir.join(FILE_NAME).is_file() || fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false)
+}
+
+/// One checkpoint file in a folder being read.
+#[derive(Debug, Clone)]
+pub struct FolderEntry {
+    pub id: CheckpointId,
+    pub path: PathBuf,
+    /// From the manifest, when there is one; checked against the file on load.
+    pub shape: Option<Vec<usize>>,
+}
+
+/// A dump folder opened for reading.
+#[derive(Debug, Clone)]
+pub struct DumpFolder {
+    pub dir: PathBuf,
+    pub manifest: Option<Manifest>,
+    /// In graph order: step, then catalogue order.
+    pub entries: Vec<FolderEntry>,
+}
+
+impl DumpFolder {
+    pub fn open(dir: &Path) -> Result<Self, DumpError> {
+        if !dir.is_dir() {
+            let what = if dir.exists() { "is not a folder" } else { "no such folder" };
+            return Err(DumpError::format(dir, what));
+        }
+        let manifest_path = dir.join(FILE_NAME);
+        let mut entries = Vec::new();
+        let manifest = if manifest_path.is_file() {
+            let bytes = fs::read(&manifest_path).map_err(|e| DumpError::io(&manifest_path, e))?;
+            let m: Manifest = serde_json::from_slice(&bytes)
+                .map_err(|e| DumpError::format(&manifest_path, format!("invalid manifest: {e}")))?;
+            if m.format != FORMAT {
+                return Err(DumpError::format(&manifest_path, format!("format is {:?}, expected {FORMAT:?}", m.format)));
+            }
+            for e in &m.checkpoints {
+                if e.file.split('/').any(|c| c == ".." || c.is_empty()) || e.file.starts_with('/') {
+                    return Err(DumpError::format(&manifest_path, format!("entry {} has unsafe path {:?}", e.name, e.file)));
+                }
+                entries.push(FolderEntry {
+                    id: CheckpointId { step: e.step, name: CheckpointName::parse(&e.name) },
+                    path: dir.join(&e.file),
+                    shape: Some(e.shape.clone()),
+                });
+            }
+            Some(m)
+        } else {
+            scan(dir, 0, &mut entries)?;
+            for sub in read_dir_sorted(dir)? {
+                let step = sub
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix("step"))
+                    .and_then(|s| s.parse::<u32>().ok());
+                if let (true, Some(step)) = (sub.is_dir(), step) {
+                    scan(&sub, step, &mut entries)?;
+                }
+            }
+            if entries.is_empty() {
+                return Err(DumpError::format(dir, "no manifest.json and no .bin or .npy checkpoint files"));
+            }
+            None
+        };
+        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        for w in entries.windows(2) {
+            if w[0].id == w[1].id {
+                return Err(DumpError::format(dir, format!("checkpoint {} appears twice", w[0].id)));
+            }
+        }
+        Ok(DumpFolder { dir: dir.to_path_buf(), manifest, entries })
+    }
+
+    /// Reads one checkpoint, checking it against the manifest's shape.
+    pub fn load(&self, entry: &FolderEntry) -> Result<Tensor, DumpError> {
+        let t = match entry.path.extension().and_then(|e| e.to_str()) {
+            Some("npy") => read_npy(&entry.path)?,
+            _ => read_dump(&entry.path)?,
+        };
+        if let Some(shape) = &entry.shape {
+            if shape != &t.shape {
+                return Err(DumpError::format(
+                    &entry.path,
+                    format!("shape {:?} differs from the manifest's {:?}", t.shape, shape),
+                ));
+            }
+        }
+        Ok(t)
+    }
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, DumpError> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| DumpError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn scan(dir: &Path, step: u32, out: &mut Vec<FolderEntry>) -> Result<(), DumpError> {
+    for p in read_dir_sorted(dir)? {
+        let ext = p.extension().and_then(|e| e.to_str());
+        if !p.is_file() || !matches!(ext, Some("bin") | Some("npy")) {
+            continue;
+        }
+        let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        out.push(FolderEntry { id: CheckpointId { step, name: CheckpointName::parse(&stem) }, path: p, shape: None });
+    }
+    Ok(())
+}

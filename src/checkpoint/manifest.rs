@@ -1,0 +1,80 @@
+//! `manifest.json`: what produced a dump folder, on what, and which checkpoints it holds.
+//!
+//! Nothing time- or machine-dependent beyond the recorded build goes in, so that two runs of the
+//! same inputs give byte-identical folders.
+
+use serde::{Deserialize, Serialize};
+
+pub const FORMAT: &str = "llorch-diff-dump/1";
+pub const FILE_NAME: &str = "manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// `llama.cpp`, `reference`, or another engine's name.
+    pub producer: String,
+    /// How the producer was built or configured (llama.cpp pin, flags, ISA; reference mode).
+    #[serde(default)]
+    pub producer_detail: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub model: ModelInfo,
+    #[serde(default)]
+    pub prompt: String,
+    /// Prompt token ids (step 0 input).
+    #[serde(default)]
+    pub prompt_tokens: Vec<i32>,
+    /// Greedy tokens generated after each step (one per step).
+    #[serde(default)]
+    pub generated_tokens: Vec<i32>,
+    #[serde(default)]
+    pub kv_type: String,
+    #[serde(default)]
+    pub threads: u32,
+    /// Decode steps after the prompt (step 0); the folder holds steps 0..=steps.
+    #[serde(default)]
+    pub steps: u32,
+    /// Checkpoints in graph order, step by step.
+    pub checkpoints: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// File name only (not the full path, which varies between machines).
+    #[serde(default)]
+    pub file: String,
+    #[serde(default)]
+    pub sha256: String,
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub n_layer: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub step: u32,
+    pub name: String,
+    /// Relative to the folder, `/`-separated.
+    pub file: String,
+    /// Outermost first.
+    pub shape: Vec<usize>,
+}
+
+impl Manifest {
+    pub fn new(producer: &str) -> Self {
+        Manifest {
+            format: FORMAT.to_string(),
+            producer: producer.to_string(),
+            producer_detail: Default::default(),
+            model: ModelInfo::default(),
+            prompt: String::new(),
+            prompt_tokens: vec![],
+            generated_tokens: vec![],
+            kv_type: String::new(),
+            threads: 0,
+            steps: 0,
+            checkpoints: vec![],
+        }
+    }
+}

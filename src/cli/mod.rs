@@ -1,0 +1,57 @@
+//! One file per command. Each exposes an `Args` (clap) and `run(Args) -> anyhow::Result<Outcome>`.
+
+use clap::{Parser, Subcommand};
+
+pub mod compare;
+pub mod extract;
+pub mod gate;
+pub mod inspect;
+pub mod make_model;
+pub mod reference;
+pub mod run;
+
+/// What a command concluded, when it did not fail outright (errors are exit code 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit code 0.
+    Pass,
+    /// Exit code 1: a checkpoint failed its tolerance, was missing or had the wrong shape.
+    Fail,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "llorch-diff", version, about = "Layer-by-layer differential validation of LLM inference against llama.cpp")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Extract and reference in one go, then compare and report (default model: built-in tiny-llama).
+    Run(run::Args),
+    /// Run llama.cpp on a model and prompt and dump every catalogued checkpoint.
+    Extract(extract::Args),
+    /// Run the Rust reference forward pass and dump the same checkpoints.
+    Reference(reference::Args),
+    /// Compare two dump folders (.bin or .npy) checkpoint by checkpoint.
+    Compare(compare::Args),
+    /// Compare a fresh run against a stored baseline (CI regression gate).
+    Gate(gate::Args),
+    /// Show a GGUF file's architecture, hyperparameters, tokenizer and tensors.
+    Inspect(inspect::Args),
+    /// Write a synthetic GGUF model from a preset.
+    MakeModel(make_model::Args),
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Extract(a) => extract::run(a),
+        Command::Reference(a) => reference::run(a),
+        Command::Compare(a) => compare::run(a),
+        Command::Gate(a) => gate::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::MakeModel(a) => make_model::run(a),
+    }
+}

@@ -1,0 +1,1 @@
+//! The extract job (filled in below).

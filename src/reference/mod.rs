@@ -1,0 +1,1 @@
+//! The Rust reference forward pass: an independent producer of the same checkpoints.

@@ -1,0 +1,1 @@
+//! Renders the judge's verdicts: terminal table, Markdown with a picture, JSON, JUnit.
