@@ -47,6 +47,7 @@ struct llorch_session {
     llama_context *ctx = nullptr;
     const llama_vocab *vocab = nullptr;
     std::unordered_set<std::string> wanted;
+    bool capture_all = false;
     std::vector<Captured> captures;
     std::vector<uint8_t> scratch;
     std::string capture_error;
@@ -84,6 +85,7 @@ float element_to_f32(ggml_type type, const uint8_t *p) {
 bool capture_node(llorch_session *s, ggml_tensor *t) {
     const ggml_type type = t->type;
     if (type != GGML_TYPE_F32 && type != GGML_TYPE_F16 && type != GGML_TYPE_BF16 && type != GGML_TYPE_I32) {
+        if (s->capture_all) return true;  // survey mode: quantized nodes are listed elsewhere
         s->capture_error = std::string("node ") + t->name + " has type " + ggml_type_name(type) +
                            ", which the extractor does not convert";
         return false;
@@ -115,7 +117,7 @@ bool capture_node(llorch_session *s, ggml_tensor *t) {
 
 bool eval_callback(ggml_tensor *t, bool ask, void *user_data) {
     auto *s = static_cast<llorch_session *>(user_data);
-    const bool wanted = s->wanted.count(t->name) != 0;
+    const bool wanted = s->capture_all || s->wanted.count(t->name) != 0;
     if (ask) {
         return wanted;
     }
@@ -220,6 +222,7 @@ int32_t llorch_token_to_piece(const llorch_session *s, int32_t token, char *buf,
 int llorch_capture_names(llorch_session *s, const char *const *names, int32_t n) {
     if (s == nullptr) return -1;
     s->wanted.clear();
+    s->capture_all = n < 0;
     for (int32_t i = 0; i < n; ++i) s->wanted.insert(names[i]);
     return 0;
 }

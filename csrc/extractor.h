@@ -61,7 +61,8 @@ int32_t llorch_tokenize(const llorch_session *session, const char *text, int32_t
                         bool add_special, bool parse_special, int32_t *out, int32_t cap);
 int32_t llorch_token_to_piece(const llorch_session *session, int32_t token, char *buf, int32_t buf_len);
 
-/* Exact node names to capture (e.g. "attn_norm-3", "cache_k_l3 (view)"); n = 0 captures nothing. */
+/* Exact node names to capture (e.g. "attn_norm-3", "cache_k_l3 (view)"); n = 0 captures nothing,
+ * n < 0 every F32/F16/BF16/I32 node (a survey of the graph). */
 int llorch_capture_names(llorch_session *session, const char *const *names, int32_t n);
 int32_t llorch_capture_count(const llorch_session *session);
 int llorch_capture_get(const llorch_session *session, int32_t index, llorch_capture *out);

@@ -126,7 +126,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DumpError> {
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
         fs::rename(&tmp, path)
     })();
     if let Err(e) = result {

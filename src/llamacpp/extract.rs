@@ -1,1 +1,170 @@
-//! The extract job (filled in below).
+//! The extract job: tokenize with llama.cpp, evaluate the prompt as one batch (step 0), then
+//! greedy decode steps of one token each, dumping every catalogued checkpoint of every step.
+
+use std::path::{Path, PathBuf};
+
+use globset::GlobMatcher;
+
+use super::capture::{self, CaptureError, GraphFamily};
+use super::{KvType, LlamaError, Session};
+use crate::checkpoint::manifest::{sha256_file, ModelInfo};
+use crate::checkpoint::{CheckpointName, DumpError, DumpWriter, Manifest, Tensor};
+
+#[derive(Debug, Clone)]
+pub struct ExtractOptions {
+    /// Greedy decode steps after the prompt.
+    pub steps: u32,
+    pub kv_type: KvType,
+    pub threads: usize,
+    /// Only checkpoints whose name matches are dumped (and asked of llama.cpp).
+    pub filter: Option<GlobMatcher>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("{path}: {reason}")]
+    Model { path: PathBuf, reason: String },
+    #[error("architecture {0:?} has no checkpoint catalogue (supported: llama, gpt2)")]
+    Architecture(String),
+    #[error("the prompt tokenizes to no tokens")]
+    EmptyPrompt,
+    #[error(transparent)]
+    Llama(#[from] LlamaError),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+}
+
+/// What the run produced besides the folder.
+#[derive(Debug, Clone)]
+pub struct ExtractSummary {
+    pub folder: PathBuf,
+    pub prompt_tokens: Vec<i32>,
+    pub generated_tokens: Vec<i32>,
+    pub checkpoints: usize,
+}
+
+/// Checks the file before llama.cpp sees it: llama.cpp aborts on some malformed input.
+pub fn check_model_file(path: &Path) -> Result<(), ExtractError> {
+    let err = |reason: String| ExtractError::Model { path: path.to_path_buf(), reason };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(err("not a file".into()));
+    }
+    let mut magic = [0u8; 4];
+    use std::io::Read;
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| err(format!("cannot read a GGUF header: {e}")))?;
+    if &magic != b"GGUF" {
+        return Err(err("not a GGUF file (bad magic)".into()));
+    }
+    Ok(())
+}
+
+/// The manifest fields that describe the llama.cpp build.
+pub fn producer_detail() -> std::collections::BTreeMap<String, String> {
+    [
+        ("llama_cpp", env!("LLORCH_LLAMA_PIN")),
+        ("flags", env!("LLORCH_LLAMA_FLAGS")),
+        ("compiler", env!("LLORCH_LLAMA_COMPILER")),
+        ("isa", env!("LLORCH_LLAMA_ISA")),
+        ("flash_attn", "disabled"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+pub fn extract(model: &Path, prompt: &str, out: &Path, opts: &ExtractOptions) -> Result<ExtractSummary, ExtractError> {
+    check_model_file(model)?;
+    // A context large enough for the usual prompt; reopened below if the prompt is longer.
+    let mut n_ctx = 512;
+    let mut session = Session::open(model, n_ctx, opts.kv_type, opts.threads)?;
+    let arch = session.meta("general.architecture").unwrap_or_default();
+    let family = GraphFamily::from_architecture(&arch).ok_or_else(|| ExtractError::Architecture(arch.clone()))?;
+    let prompt_tokens = session.tokenize(prompt, true, false)?;
+    if prompt_tokens.is_empty() {
+        return Err(ExtractError::EmptyPrompt);
+    }
+    let needed = prompt_tokens.len() + opts.steps as usize;
+    if needed > n_ctx {
+        n_ctx = needed.div_ceil(256) * 256;
+        drop(session);
+        session = Session::open(model, n_ctx, opts.kv_type, opts.threads)?;
+    }
+    let dims = session.dims();
+
+    let wanted = |name: &CheckpointName| opts.filter.as_ref().is_none_or(|g| g.is_match(name.to_string()));
+    let rules: Vec<_> = capture::rules(family, dims.n_layer as u32).into_iter().filter(|r| wanted(&r.name)).collect();
+    let mut nodes: Vec<String> = rules.iter().map(|r| r.node.clone()).collect();
+    nodes.sort();
+    nodes.dedup();
+    session.capture_names(&nodes)?;
+
+    let mut manifest = Manifest::new("llama.cpp");
+    manifest.producer_detail = producer_detail();
+    manifest.model = ModelInfo {
+        file: model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        sha256: sha256_file(model).map_err(|e| ExtractError::Model { path: model.to_path_buf(), reason: e.to_string() })?,
+        architecture: arch,
+        n_layer: dims.n_layer as u32,
+    };
+    manifest.prompt = prompt.to_string();
+    manifest.prompt_tokens = prompt_tokens.clone();
+    manifest.kv_type = opts.kv_type.as_str().to_string();
+    manifest.threads = opts.threads as u32;
+    manifest.steps = opts.steps;
+    let mut writer = DumpWriter::create(out, manifest)?;
+
+    let mut generated = Vec::new();
+    let mut input = prompt_tokens.clone();
+    let mut pos = 0usize;
+    for step in 0..=opts.steps {
+        let captures = session.decode(&input, pos)?;
+        let filled = pos + input.len();
+        if wanted(&CheckpointName::Tokens) {
+            let ids = Tensor::new(vec![input.len()], input.iter().map(|&t| t as f32).collect());
+            writer.add(step, &CheckpointName::Tokens, &ids)?;
+        }
+        for rule in &rules {
+            writer.add(step, &rule.name, &capture::take(rule, &captures, filled)?)?;
+        }
+        let last = session
+            .logits(input.len() - 1, dims.n_vocab)
+            .ok_or_else(|| LlamaError::Shim("llama.cpp returned no logits".into()))?;
+        let next = argmax(&last) as i32;
+        generated.push(next);
+        pos = filled;
+        input = vec![next];
+    }
+    writer.manifest.generated_tokens = generated.clone();
+    let checkpoints = writer.manifest.checkpoints.len();
+    let folder = writer.finish()?;
+    Ok(ExtractSummary { folder, prompt_tokens, generated_tokens: generated, checkpoints })
+}
+
+/// Greedy choice: the first index of the maximum (ties go to the lowest id).
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Every node of the prompt's graph that the callback sees, in graph order: name, op, ggml ne.
+pub fn survey(model: &Path, prompt: &str, kv_type: KvType) -> Result<Vec<(String, String, [usize; 4])>, ExtractError> {
+    check_model_file(model)?;
+    let mut session = Session::open(model, 512, kv_type, 1)?;
+    let tokens = session.tokenize(prompt, true, false)?;
+    if tokens.is_empty() {
+        return Err(ExtractError::EmptyPrompt);
+    }
+    session.capture_all();
+    let captures = session.decode(&tokens, 0)?;
+    Ok(captures.into_iter().map(|c| (c.name, c.op, c.ne)).collect())
+}

@@ -188,6 +188,12 @@ impl Session {
         Ok(())
     }
 
+    /// Captures every F32/F16/BF16/I32 node from the next decode on (a survey of the graph).
+    pub fn capture_all(&mut self) {
+        // SAFETY: n < 0 means "all"; no names are read.
+        unsafe { ffi::llorch_capture_names(self.raw.as_ptr(), std::ptr::null(), -1) };
+    }
+
     /// Evaluates `tokens` at positions `pos0..` and returns the captured nodes in graph order.
     pub fn decode(&mut self, tokens: &[i32], pos0: usize) -> Result<Vec<Capture>, LlamaError> {
         // SAFETY: tokens is valid for its length.
