@@ -53,7 +53,12 @@ const GGML_CPP: &[&str] = &[
     "ggml/src/ggml-cpu/llamafile/sgemm.cpp",
 ];
 
-const DEFINES: &[&str] = &["GGML_USE_CPU", "GGML_USE_LLAMAFILE", "_GNU_SOURCE", "NDEBUG"];
+const DEFINES: &[&str] = &[
+    "GGML_USE_CPU",
+    "GGML_USE_LLAMAFILE",
+    "_GNU_SOURCE",
+    "NDEBUG",
+];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -72,11 +77,21 @@ fn main() {
     let compiler_version = Command::new(compiler.path())
         .arg("--version")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
         .unwrap_or_default();
     let flags = format!(
         "-O{OPT_LEVEL} -march={march} {}",
-        DEFINES.iter().map(|d| format!("-D{d}")).collect::<Vec<_>>().join(" ")
+        DEFINES
+            .iter()
+            .map(|d| format!("-D{d}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 
     let mut hasher = DefaultHasher::new();
@@ -93,7 +108,8 @@ fn main() {
         // Several builds (debug, release, other target dirs) may share one cache: the first
         // one compiles while the others wait on the lock, then find the stamp.
         fs::create_dir_all(&cache).expect("create llama.cpp cache folder");
-        let lock = fs::File::create(cache_root.join(format!("{key}.lock"))).expect("create cache lock");
+        let lock =
+            fs::File::create(cache_root.join(format!("{key}.lock"))).expect("create cache lock");
         lock.lock().expect("lock llama.cpp cache");
         if !stamp.exists() {
             build_llama(&llama_root, &cache, &gen_include, &march);
@@ -159,24 +175,43 @@ fn locate_pinned_source(manifest_dir: &Path) -> PathBuf {
         .env_remove("CARGO_TARGET_DIR")
         .status()
         .expect("run cargo fetch for the llama.cpp pin");
-    assert!(status.success(), "cargo fetch of {PIN_CRATE} {PIN_VERSION} failed");
+    assert!(
+        status.success(),
+        "cargo fetch of {PIN_CRATE} {PIN_VERSION} failed"
+    );
     let out = Command::new(cargo())
-        .args(["metadata", "--locked", "--format-version", "1", "--manifest-path"])
+        .args([
+            "metadata",
+            "--locked",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
         .arg(&pin_manifest)
         .output()
         .expect("run cargo metadata for the llama.cpp pin");
-    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("utf-8 metadata");
     // Find the manifest_path of the pinned package without pulling a JSON parser into the build.
     let needle = format!("\"name\":\"{PIN_CRATE}\",\"version\":\"{PIN_VERSION}\"");
-    let start = text.find(&needle).unwrap_or_else(|| panic!("{PIN_CRATE} {PIN_VERSION} not in cargo metadata"));
+    let start = text
+        .find(&needle)
+        .unwrap_or_else(|| panic!("{PIN_CRATE} {PIN_VERSION} not in cargo metadata"));
     let rest = &text[start..];
     let key = "\"manifest_path\":\"";
     let mp = rest.find(key).expect("manifest_path in metadata") + key.len();
     let end = rest[mp..].find('"').expect("end of manifest_path");
     let manifest_path = PathBuf::from(&rest[mp..mp + end]);
     let root = manifest_path.parent().unwrap().join("llama.cpp");
-    assert!(root.join("include/llama.h").exists(), "no llama.cpp tree at {}", root.display());
+    assert!(
+        root.join("include/llama.h").exists(),
+        "no llama.cpp tree at {}",
+        root.display()
+    );
     root
 }
 

@@ -149,7 +149,10 @@ impl Kind {
     }
 
     fn order(self) -> usize {
-        Kind::ALL.iter().position(|&k| k == self).unwrap_or(usize::MAX)
+        Kind::ALL
+            .iter()
+            .position(|&k| k == self)
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -166,7 +169,10 @@ pub enum CheckpointName {
     Tokens,
     /// `[T, n_embd]` token embedding rows (plus position embedding for gpt2).
     InpEmbd,
-    Layer { layer: u32, kind: Kind },
+    Layer {
+        layer: u32,
+        kind: Kind,
+    },
     /// `[T, n_embd]` the final norm.
     ResultNorm,
     /// `[T, n_vocab]` the logits.
@@ -240,10 +246,12 @@ impl CheckpointName {
 
 impl Ord for CheckpointName {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.order_key().cmp(&other.order_key()).then_with(|| match (self, other) {
-            (CheckpointName::Other(a), CheckpointName::Other(b)) => a.cmp(b),
-            _ => Ordering::Equal,
-        })
+        self.order_key()
+            .cmp(&other.order_key())
+            .then_with(|| match (self, other) {
+                (CheckpointName::Other(a), CheckpointName::Other(b)) => a.cmp(b),
+                _ => Ordering::Equal,
+            })
     }
 }
 
@@ -279,7 +287,11 @@ impl fmt::Display for CheckpointId {
 pub fn step_checkpoints(kinds: &[Kind], n_layer: u32) -> Vec<CheckpointName> {
     let mut v = vec![CheckpointName::Tokens, CheckpointName::InpEmbd];
     for layer in 0..n_layer {
-        v.extend(kinds.iter().map(|&kind| CheckpointName::Layer { layer, kind }));
+        v.extend(
+            kinds
+                .iter()
+                .map(|&kind| CheckpointName::Layer { layer, kind }),
+        );
     }
     v.push(CheckpointName::ResultNorm);
     v.push(CheckpointName::ResultOutput);
@@ -300,7 +312,10 @@ mod tests {
         shuffled.reverse();
         shuffled.sort();
         assert_eq!(shuffled, names);
-        assert_eq!(CheckpointName::parse("blk.01.l_out"), CheckpointName::Other("blk.01.l_out".into()));
+        assert_eq!(
+            CheckpointName::parse("blk.01.l_out"),
+            CheckpointName::Other("blk.01.l_out".into())
+        );
         assert!(CheckpointName::parse("blk.2.l_out") < CheckpointName::parse("blk.10.attn_norm"));
     }
 }

@@ -32,21 +32,36 @@ impl DumpWriter {
                 "exists and is not a dump folder (no manifest.json); refusing to overwrite it",
             ));
         }
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dump".into());
-        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "dump".into());
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         fs::create_dir_all(parent).map_err(|e| DumpError::io(parent, e))?;
         let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
         if staging.exists() {
             fs::remove_dir_all(&staging).map_err(|e| DumpError::io(&staging, e))?;
         }
         fs::create_dir_all(&staging).map_err(|e| DumpError::io(&staging, e))?;
-        Ok(DumpWriter { target: target.to_path_buf(), staging, manifest })
+        Ok(DumpWriter {
+            target: target.to_path_buf(),
+            staging,
+            manifest,
+        })
     }
 
     pub fn add(&mut self, step: u32, name: &CheckpointName, t: &Tensor) -> Result<(), DumpError> {
         let file = relative_file(step, name);
         write_dump(&self.staging.join(&file), t)?;
-        self.manifest.checkpoints.push(Entry { step, name: name.to_string(), file, shape: t.shape.clone() });
+        self.manifest.checkpoints.push(Entry {
+            step,
+            name: name.to_string(),
+            file,
+            shape: t.shape.clone(),
+        });
         Ok(())
     }
 
@@ -72,7 +87,10 @@ impl Drop for DumpWriter {
 }
 
 fn is_replaceable(dir: &Path) -> bool {
-    dir.join(FILE_NAME).is_file() || fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false)
+    dir.join(FILE_NAME).is_file()
+        || fs::read_dir(dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false)
 }
 
 /// One checkpoint file in a folder being read.
@@ -96,7 +114,11 @@ pub struct DumpFolder {
 impl DumpFolder {
     pub fn open(dir: &Path) -> Result<Self, DumpError> {
         if !dir.is_dir() {
-            let what = if dir.exists() { "is not a folder" } else { "no such folder" };
+            let what = if dir.exists() {
+                "is not a folder"
+            } else {
+                "no such folder"
+            };
             return Err(DumpError::format(dir, what));
         }
         let manifest_path = dir.join(FILE_NAME);
@@ -106,14 +128,23 @@ impl DumpFolder {
             let m: Manifest = serde_json::from_slice(&bytes)
                 .map_err(|e| DumpError::format(&manifest_path, format!("invalid manifest: {e}")))?;
             if m.format != FORMAT {
-                return Err(DumpError::format(&manifest_path, format!("format is {:?}, expected {FORMAT:?}", m.format)));
+                return Err(DumpError::format(
+                    &manifest_path,
+                    format!("format is {:?}, expected {FORMAT:?}", m.format),
+                ));
             }
             for e in &m.checkpoints {
                 if e.file.split('/').any(|c| c == ".." || c.is_empty()) || e.file.starts_with('/') {
-                    return Err(DumpError::format(&manifest_path, format!("entry {} has unsafe path {:?}", e.name, e.file)));
+                    return Err(DumpError::format(
+                        &manifest_path,
+                        format!("entry {} has unsafe path {:?}", e.name, e.file),
+                    ));
                 }
                 entries.push(FolderEntry {
-                    id: CheckpointId { step: e.step, name: CheckpointName::parse(&e.name) },
+                    id: CheckpointId {
+                        step: e.step,
+                        name: CheckpointName::parse(&e.name),
+                    },
                     path: dir.join(&e.file),
                     shape: Some(e.shape.clone()),
                 });
@@ -132,17 +163,27 @@ impl DumpFolder {
                 }
             }
             if entries.is_empty() {
-                return Err(DumpError::format(dir, "no manifest.json and no .bin or .npy checkpoint files"));
+                return Err(DumpError::format(
+                    dir,
+                    "no manifest.json and no .bin or .npy checkpoint files",
+                ));
             }
             None
         };
         entries.sort_by(|a, b| a.id.cmp(&b.id));
         for w in entries.windows(2) {
             if w[0].id == w[1].id {
-                return Err(DumpError::format(dir, format!("checkpoint {} appears twice", w[0].id)));
+                return Err(DumpError::format(
+                    dir,
+                    format!("checkpoint {} appears twice", w[0].id),
+                ));
             }
         }
-        Ok(DumpFolder { dir: dir.to_path_buf(), manifest, entries })
+        Ok(DumpFolder {
+            dir: dir.to_path_buf(),
+            manifest,
+            entries,
+        })
     }
 
     /// Reads one checkpoint, checking it against the manifest's shape.
@@ -155,7 +196,10 @@ impl DumpFolder {
             if shape != &t.shape {
                 return Err(DumpError::format(
                     &entry.path,
-                    format!("shape {:?} differs from the manifest's {:?}", t.shape, shape),
+                    format!(
+                        "shape {:?} differs from the manifest's {:?}",
+                        t.shape, shape
+                    ),
                 ));
             }
         }
@@ -178,8 +222,19 @@ fn scan(dir: &Path, step: u32, out: &mut Vec<FolderEntry>) -> Result<(), DumpErr
         if !p.is_file() || !matches!(ext, Some("bin") | Some("npy")) {
             continue;
         }
-        let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-        out.push(FolderEntry { id: CheckpointId { step, name: CheckpointName::parse(&stem) }, path: p, shape: None });
+        let stem = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        out.push(FolderEntry {
+            id: CheckpointId {
+                step,
+                name: CheckpointName::parse(&stem),
+            },
+            path: p,
+            shape: None,
+        });
     }
     Ok(())
 }

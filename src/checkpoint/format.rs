@@ -20,7 +20,12 @@ pub struct Tensor {
 impl Tensor {
     /// Panics if the shape does not hold exactly `data.len()` elements (a programming error).
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "shape {shape:?} vs {} elements", data.len());
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "shape {shape:?} vs {} elements",
+            data.len()
+        );
         Tensor { shape, data }
     }
 
@@ -43,10 +48,16 @@ pub enum DumpError {
 
 impl DumpError {
     pub(crate) fn format(path: &Path, reason: impl Into<String>) -> Self {
-        DumpError::Format { path: path.to_path_buf(), reason: reason.into() }
+        DumpError::Format {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
     }
     pub(crate) fn io(path: &Path, source: io::Error) -> Self {
-        DumpError::Io { path: path.to_path_buf(), source }
+        DumpError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -66,17 +77,26 @@ pub fn encode(t: &Tensor) -> Vec<u8> {
 /// Parses dump bytes, checking the header against the byte count before trusting it.
 pub fn decode(bytes: &[u8], path: &Path) -> Result<Tensor, DumpError> {
     if bytes.len() < 4 {
-        return Err(DumpError::format(path, format!("{} bytes, shorter than the 4-byte header", bytes.len())));
+        return Err(DumpError::format(
+            path,
+            format!("{} bytes, shorter than the 4-byte header", bytes.len()),
+        ));
     }
     let n_dims = LittleEndian::read_i32(&bytes[0..4]);
     if !(0..=MAX_DIMS).contains(&n_dims) {
-        return Err(DumpError::format(path, format!("n_dims is {n_dims}, expected 0..={MAX_DIMS}")));
+        return Err(DumpError::format(
+            path,
+            format!("n_dims is {n_dims}, expected 0..={MAX_DIMS}"),
+        ));
     }
     let header = 4 + 8 * n_dims as usize;
     if bytes.len() < header {
         return Err(DumpError::format(
             path,
-            format!("truncated header: {n_dims} dims need {header} bytes, file has {}", bytes.len()),
+            format!(
+                "truncated header: {n_dims} dims need {header} bytes, file has {}",
+                bytes.len()
+            ),
         ));
     }
     let mut shape = Vec::with_capacity(n_dims as usize);
@@ -84,14 +104,17 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Tensor, DumpError> {
     for i in 0..n_dims as usize {
         let d = LittleEndian::read_i64(&bytes[4 + 8 * i..12 + 8 * i]);
         if d < 0 {
-            return Err(DumpError::format(path, format!("dimension {i} is negative ({d})")));
+            return Err(DumpError::format(
+                path,
+                format!("dimension {i} is negative ({d})"),
+            ));
         }
         count = count
             .checked_mul(d as u64)
             .ok_or_else(|| DumpError::format(path, "shape overflows"))?;
         shape.push(d as usize);
     }
-    let expected = (header as u64).checked_add(count.checked_mul(4).unwrap_or(u64::MAX));
+    let expected = (header as u64).checked_add(count.saturating_mul(4));
     if expected != Some(bytes.len() as u64) {
         return Err(DumpError::format(
             path,
@@ -121,7 +144,10 @@ pub fn write_dump(path: &Path, t: &Tensor) -> Result<(), DumpError> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DumpError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| DumpError::io(dir, e))?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
@@ -158,7 +184,10 @@ mod tests {
         assert!(decode(&100i32.to_le_bytes(), p).is_err());
         let mut b = encode(&Tensor::new(vec![4], vec![1.0; 4]));
         b.push(0);
-        assert!(decode(&b, p).unwrap_err().to_string().contains("needs 16 data bytes"));
+        assert!(decode(&b, p)
+            .unwrap_err()
+            .to_string()
+            .contains("needs 16 data bytes"));
         let mut huge = 1i32.to_le_bytes().to_vec();
         huge.extend_from_slice(&i64::MAX.to_le_bytes());
         assert!(decode(&huge, p).is_err());

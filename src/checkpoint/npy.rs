@@ -28,6 +28,8 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), DumpError> {
     let array = ArrayD::from_shape_vec(t.shape.clone(), t.data.clone())
         .map_err(|e| DumpError::format(path, format!("shape: {e}")))?;
     let mut bytes = Vec::new();
-    array.write_npy(&mut bytes).map_err(|e| DumpError::format(path, format!("npy: {e}")))?;
+    array
+        .write_npy(&mut bytes)
+        .map_err(|e| DumpError::format(path, format!("npy: {e}")))?;
     super::format::write_atomic(path, &bytes)
 }

@@ -39,7 +39,11 @@ pub struct Args {
 
 pub fn parse_filter(filter: Option<&str>) -> anyhow::Result<Option<globset::GlobMatcher>> {
     filter
-        .map(|f| globset::Glob::new(f).map(|g| g.compile_matcher()).with_context(|| format!("bad --filter {f:?}")))
+        .map(|f| {
+            globset::Glob::new(f)
+                .map(|g| g.compile_matcher())
+                .with_context(|| format!("bad --filter {f:?}"))
+        })
         .transpose()
 }
 
@@ -49,7 +53,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.list_nodes {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        for (name, op, ne) in crate::llamacpp::extract::survey(&args.model, &args.prompt, args.kv_type)? {
+        for (name, op, ne) in
+            crate::llamacpp::extract::survey(&args.model, &args.prompt, args.kv_type)?
+        {
             // A closed pipe (e.g. `| head`) just ends the listing.
             if writeln!(out, "{name:<28} {op:<10} {ne:?}").is_err() {
                 break;

@@ -20,7 +20,11 @@ pub enum Outcome {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "llorch-diff", version, about = "Layer-by-layer differential validation of LLM inference against llama.cpp")]
+#[command(
+    name = "llorch-diff",
+    version,
+    about = "Layer-by-layer differential validation of LLM inference against llama.cpp"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -62,7 +62,15 @@ fn layer_rule(family: GraphFamily, layer: u32, kind: Kind) -> NodeRule {
     use Layout::*;
     let l = layer;
     let (node, op, layout) = match (family, kind) {
-        (_, Kind::AttnNorm) => (format!("attn_norm-{l}"), if family == GraphFamily::Llama { "MUL" } else { "ADD" }, Direct { rank: 2 }),
+        (_, Kind::AttnNorm) => (
+            format!("attn_norm-{l}"),
+            if family == GraphFamily::Llama {
+                "MUL"
+            } else {
+                "ADD"
+            },
+            Direct { rank: 2 },
+        ),
         (_, Kind::Qkv) => (format!("wqkv-{l}"), "ADD", Direct { rank: 2 }),
         (_, Kind::Qcur) => (format!("Qcur-{l}"), "RESHAPE", Direct { rank: 3 }),
         (_, Kind::QcurRope) => (format!("Qcur-{l}"), "ROPE", Direct { rank: 3 }),
@@ -73,7 +81,9 @@ fn layer_rule(family: GraphFamily, layer: u32, kind: Kind) -> NodeRule {
         (_, Kind::CacheV) => (format!("cache_v_l{l} (view)"), "VIEW", CacheVTransposed),
         (_, Kind::KqSoftMax) => (format!("kq_soft_max-{l}"), "SOFT_MAX", SoftMax),
         (_, Kind::KqvOut) => (format!("kqv_out-{l}"), "CONT", Direct { rank: 2 }),
-        (GraphFamily::Llama, Kind::AttnOut) => (format!("attn_out-{l}"), "MUL_MAT", Direct { rank: 2 }),
+        (GraphFamily::Llama, Kind::AttnOut) => {
+            (format!("attn_out-{l}"), "MUL_MAT", Direct { rank: 2 })
+        }
         (GraphFamily::Gpt2, Kind::AttnOut) => (format!("attn_out-{l}"), "ADD", Direct { rank: 2 }),
         (_, Kind::FfnInp) => (format!("ffn_inp-{l}"), "ADD", Direct { rank: 2 }),
         (GraphFamily::Llama, Kind::FfnNorm) => (format!("ffn_norm-{l}"), "MUL", Direct { rank: 2 }),
@@ -83,34 +93,74 @@ fn layer_rule(family: GraphFamily, layer: u32, kind: Kind) -> NodeRule {
         (GraphFamily::Gpt2, Kind::FfnUp) => (format!("ffn_up_b-{l}"), "ADD", Direct { rank: 2 }),
         (_, Kind::FfnSwiglu) => (format!("ffn_swiglu-{l}"), "GLU", Direct { rank: 2 }),
         (_, Kind::FfnGelu) => (format!("ffn_gelu-{l}"), "GELU", Direct { rank: 2 }),
-        (GraphFamily::Llama, Kind::FfnOut) => (format!("ffn_out-{l}"), "MUL_MAT", Direct { rank: 2 }),
+        (GraphFamily::Llama, Kind::FfnOut) => {
+            (format!("ffn_out-{l}"), "MUL_MAT", Direct { rank: 2 })
+        }
         (GraphFamily::Gpt2, Kind::FfnOut) => (format!("ffn_out-{l}"), "ADD", Direct { rank: 2 }),
         (_, Kind::LOut) => (format!("l_out-{l}"), "ADD", Direct { rank: 2 }),
     };
-    NodeRule { name: CheckpointName::layer(layer, kind), node, op, layout }
+    NodeRule {
+        name: CheckpointName::layer(layer, kind),
+        node,
+        op,
+        layout,
+    }
 }
 
 /// Every node rule of one step, in graph order (the `tokens` checkpoint is not a node).
 pub fn rules(family: GraphFamily, n_layer: u32) -> Vec<NodeRule> {
     let mut v = vec![match family {
-        GraphFamily::Llama => NodeRule { name: CheckpointName::InpEmbd, node: "embd".into(), op: "GET_ROWS", layout: Layout::Direct { rank: 2 } },
-        GraphFamily::Gpt2 => NodeRule { name: CheckpointName::InpEmbd, node: "inpL".into(), op: "ADD", layout: Layout::Direct { rank: 2 } },
+        GraphFamily::Llama => NodeRule {
+            name: CheckpointName::InpEmbd,
+            node: "embd".into(),
+            op: "GET_ROWS",
+            layout: Layout::Direct { rank: 2 },
+        },
+        GraphFamily::Gpt2 => NodeRule {
+            name: CheckpointName::InpEmbd,
+            node: "inpL".into(),
+            op: "ADD",
+            layout: Layout::Direct { rank: 2 },
+        },
     }];
     for layer in 0..n_layer {
         v.extend(family.kinds().iter().map(|&k| layer_rule(family, layer, k)));
     }
-    let norm_op = if family == GraphFamily::Llama { "MUL" } else { "ADD" };
-    v.push(NodeRule { name: CheckpointName::ResultNorm, node: "result_norm".into(), op: norm_op, layout: Layout::Direct { rank: 2 } });
-    v.push(NodeRule { name: CheckpointName::ResultOutput, node: "result_output".into(), op: "MUL_MAT", layout: Layout::Direct { rank: 2 } });
+    let norm_op = if family == GraphFamily::Llama {
+        "MUL"
+    } else {
+        "ADD"
+    };
+    v.push(NodeRule {
+        name: CheckpointName::ResultNorm,
+        node: "result_norm".into(),
+        op: norm_op,
+        layout: Layout::Direct { rank: 2 },
+    });
+    v.push(NodeRule {
+        name: CheckpointName::ResultOutput,
+        node: "result_output".into(),
+        op: "MUL_MAT",
+        layout: Layout::Direct { rank: 2 },
+    });
     v
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("llama.cpp produced no node {node:?} with op {op} for checkpoint {name}")]
-    Missing { name: CheckpointName, node: String, op: &'static str },
+    Missing {
+        name: CheckpointName,
+        node: String,
+        op: &'static str,
+    },
     #[error("node {node:?} has ne {ne:?}, which does not fit checkpoint {name} ({why})")]
-    Layout { name: CheckpointName, node: String, ne: [usize; 4], why: String },
+    Layout {
+        name: CheckpointName,
+        node: String,
+        ne: [usize; 4],
+        why: String,
+    },
 }
 
 /// Finds the rule's node among the captures (the last node with that name and op: a node
@@ -120,8 +170,17 @@ pub fn take(rule: &NodeRule, captures: &[Capture], filled: usize) -> Result<Tens
         .iter()
         .rev()
         .find(|c| c.name == rule.node && c.op == rule.op)
-        .ok_or_else(|| CaptureError::Missing { name: rule.name.clone(), node: rule.node.clone(), op: rule.op })?;
-    let bad = |why: String| CaptureError::Layout { name: rule.name.clone(), node: rule.node.clone(), ne: c.ne, why };
+        .ok_or_else(|| CaptureError::Missing {
+            name: rule.name.clone(),
+            node: rule.node.clone(),
+            op: rule.op,
+        })?;
+    let bad = |why: String| CaptureError::Layout {
+        name: rule.name.clone(),
+        node: rule.node.clone(),
+        ne: c.ne,
+        why,
+    };
     let [ne0, ne1, ne2, ne3] = c.ne;
     match rule.layout {
         Layout::Direct { rank } => {

@@ -47,7 +47,10 @@ pub struct ExtractSummary {
 
 /// Checks the file before llama.cpp sees it: llama.cpp aborts on some malformed input.
 pub fn check_model_file(path: &Path) -> Result<(), ExtractError> {
-    let err = |reason: String| ExtractError::Model { path: path.to_path_buf(), reason };
+    let err = |reason: String| ExtractError::Model {
+        path: path.to_path_buf(),
+        reason,
+    };
     let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
     if !meta.is_file() {
         return Err(err("not a file".into()));
@@ -77,13 +80,19 @@ pub fn producer_detail() -> std::collections::BTreeMap<String, String> {
     .collect()
 }
 
-pub fn extract(model: &Path, prompt: &str, out: &Path, opts: &ExtractOptions) -> Result<ExtractSummary, ExtractError> {
+pub fn extract(
+    model: &Path,
+    prompt: &str,
+    out: &Path,
+    opts: &ExtractOptions,
+) -> Result<ExtractSummary, ExtractError> {
     check_model_file(model)?;
     // A context large enough for the usual prompt; reopened below if the prompt is longer.
     let mut n_ctx = 512;
     let mut session = Session::open(model, n_ctx, opts.kv_type, opts.threads)?;
     let arch = session.meta("general.architecture").unwrap_or_default();
-    let family = GraphFamily::from_architecture(&arch).ok_or_else(|| ExtractError::Architecture(arch.clone()))?;
+    let family = GraphFamily::from_architecture(&arch)
+        .ok_or_else(|| ExtractError::Architecture(arch.clone()))?;
     let prompt_tokens = session.tokenize(prompt, true, false)?;
     if prompt_tokens.is_empty() {
         return Err(ExtractError::EmptyPrompt);
@@ -96,8 +105,15 @@ pub fn extract(model: &Path, prompt: &str, out: &Path, opts: &ExtractOptions) ->
     }
     let dims = session.dims();
 
-    let wanted = |name: &CheckpointName| opts.filter.as_ref().is_none_or(|g| g.is_match(name.to_string()));
-    let rules: Vec<_> = capture::rules(family, dims.n_layer as u32).into_iter().filter(|r| wanted(&r.name)).collect();
+    let wanted = |name: &CheckpointName| {
+        opts.filter
+            .as_ref()
+            .is_none_or(|g| g.is_match(name.to_string()))
+    };
+    let rules: Vec<_> = capture::rules(family, dims.n_layer as u32)
+        .into_iter()
+        .filter(|r| wanted(&r.name))
+        .collect();
     let mut nodes: Vec<String> = rules.iter().map(|r| r.node.clone()).collect();
     nodes.sort();
     nodes.dedup();
@@ -106,8 +122,14 @@ pub fn extract(model: &Path, prompt: &str, out: &Path, opts: &ExtractOptions) ->
     let mut manifest = Manifest::new("llama.cpp");
     manifest.producer_detail = producer_detail();
     manifest.model = ModelInfo {
-        file: model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        sha256: sha256_file(model).map_err(|e| ExtractError::Model { path: model.to_path_buf(), reason: e.to_string() })?,
+        file: model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        sha256: sha256_file(model).map_err(|e| ExtractError::Model {
+            path: model.to_path_buf(),
+            reason: e.to_string(),
+        })?,
         architecture: arch,
         n_layer: dims.n_layer as u32,
     };
@@ -142,7 +164,12 @@ pub fn extract(model: &Path, prompt: &str, out: &Path, opts: &ExtractOptions) ->
     writer.manifest.generated_tokens = generated.clone();
     let checkpoints = writer.manifest.checkpoints.len();
     let folder = writer.finish()?;
-    Ok(ExtractSummary { folder, prompt_tokens, generated_tokens: generated, checkpoints })
+    Ok(ExtractSummary {
+        folder,
+        prompt_tokens,
+        generated_tokens: generated,
+        checkpoints,
+    })
 }
 
 /// Greedy choice: the first index of the maximum (ties go to the lowest id).
@@ -157,7 +184,11 @@ pub fn argmax(v: &[f32]) -> usize {
 }
 
 /// Every node of the prompt's graph that the callback sees, in graph order: name, op, ggml ne.
-pub fn survey(model: &Path, prompt: &str, kv_type: KvType) -> Result<Vec<(String, String, [usize; 4])>, ExtractError> {
+pub fn survey(
+    model: &Path,
+    prompt: &str,
+    kv_type: KvType,
+) -> Result<Vec<(String, String, [usize; 4])>, ExtractError> {
     check_model_file(model)?;
     let mut session = Session::open(model, 512, kv_type, 1)?;
     let tokens = session.tokenize(prompt, true, false)?;

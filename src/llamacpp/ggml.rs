@@ -11,7 +11,14 @@ pub fn dequantize(ty: GgmlType, src: &[u8], n: usize) -> Option<Vec<f32>> {
     }
     let mut out = vec![0f32; n];
     // SAFETY: src holds a whole row of n elements, out has n floats.
-    let rc = unsafe { ffi::llorch_ggml_dequantize(ty.id() as i32, src.as_ptr().cast(), out.as_mut_ptr(), n as i64) };
+    let rc = unsafe {
+        ffi::llorch_ggml_dequantize(
+            ty.id() as i32,
+            src.as_ptr().cast(),
+            out.as_mut_ptr(),
+            n as i64,
+        )
+    };
     (rc == 0).then_some(out)
 }
 
@@ -19,7 +26,14 @@ pub fn dequantize(ty: GgmlType, src: &[u8], n: usize) -> Option<Vec<f32>> {
 pub fn quantize_ref(ty: GgmlType, src: &[f32]) -> Option<Vec<u8>> {
     let mut out = vec![0u8; ty.row_size(src.len())?];
     // SAFETY: out has room for the whole row.
-    let rc = unsafe { ffi::llorch_ggml_quantize_ref(ty.id() as i32, src.as_ptr(), out.as_mut_ptr().cast(), src.len() as i64) };
+    let rc = unsafe {
+        ffi::llorch_ggml_quantize_ref(
+            ty.id() as i32,
+            src.as_ptr(),
+            out.as_mut_ptr().cast(),
+            src.len() as i64,
+        )
+    };
     (rc >= 0).then_some(out)
 }
 
@@ -27,7 +41,14 @@ pub fn quantize_ref(ty: GgmlType, src: &[f32]) -> Option<Vec<u8>> {
 pub fn quantize_cpu(ty: GgmlType, src: &[f32]) -> Option<Vec<u8>> {
     let mut out = vec![0u8; ty.row_size(src.len())?];
     // SAFETY: out has room for the whole row.
-    let rc = unsafe { ffi::llorch_ggml_quantize_cpu(ty.id() as i32, src.as_ptr(), out.as_mut_ptr().cast(), src.len() as i64) };
+    let rc = unsafe {
+        ffi::llorch_ggml_quantize_cpu(
+            ty.id() as i32,
+            src.as_ptr(),
+            out.as_mut_ptr().cast(),
+            src.len() as i64,
+        )
+    };
     (rc >= 0).then_some(out)
 }
 
@@ -47,7 +68,13 @@ pub fn vec_dot(ty: GgmlType, n: usize, weight: &[u8], activation: &[u8]) -> Opti
     let mut out = 0f32;
     // SAFETY: both rows are long enough for n elements.
     let rc = unsafe {
-        ffi::llorch_ggml_vec_dot(ty.id() as i32, n as i64, weight.as_ptr().cast(), activation.as_ptr().cast(), &mut out)
+        ffi::llorch_ggml_vec_dot(
+            ty.id() as i32,
+            n as i64,
+            weight.as_ptr().cast(),
+            activation.as_ptr().cast(),
+            &mut out,
+        )
     };
     (rc == 0).then_some(out)
 }

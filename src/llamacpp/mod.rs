@@ -1,7 +1,12 @@
 //! llama.cpp as a producer of checkpoints: a safe wrapper over the extractor shim
 //! (`csrc/extractor.{h,cpp}`), and the mapping from llama.cpp's graph nodes to the catalogue.
 
-#[allow(non_camel_case_types, non_snake_case, non_upper_case_globals, dead_code)]
+#[allow(
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    dead_code
+)]
 pub mod ffi;
 
 pub mod capture;
@@ -27,12 +32,20 @@ pub enum LlamaError {
 
 fn last_error() -> LlamaError {
     // SAFETY: the shim returns a pointer to a thread-local NUL-terminated string.
-    let msg = unsafe { CStr::from_ptr(ffi::llorch_last_error()) }.to_string_lossy().into_owned();
-    LlamaError::Shim(if msg.is_empty() { "llama.cpp call failed".to_string() } else { msg })
+    let msg = unsafe { CStr::from_ptr(ffi::llorch_last_error()) }
+        .to_string_lossy()
+        .into_owned();
+    LlamaError::Shim(if msg.is_empty() {
+        "llama.cpp call failed".to_string()
+    } else {
+        msg
+    })
 }
 
 /// The KV cache type of the validation context.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum KvType {
     F32,
@@ -83,7 +96,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn open(model: &Path, n_ctx: usize, kv_type: KvType, threads: usize) -> Result<Session, LlamaError> {
+    pub fn open(
+        model: &Path,
+        n_ctx: usize,
+        kv_type: KvType,
+        threads: usize,
+    ) -> Result<Session, LlamaError> {
         let guard = SESSION_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let path = CString::new(model.to_string_lossy().as_bytes())
             .map_err(|_| LlamaError::Usage("model path contains a NUL byte".into()))?;
@@ -99,7 +117,14 @@ impl Session {
     }
 
     pub fn dims(&self) -> ModelDims {
-        let mut d = ffi::llorch_model_dims { n_layer: 0, n_embd: 0, n_head: 0, n_head_kv: 0, n_vocab: 0, n_ctx_train: 0 };
+        let mut d = ffi::llorch_model_dims {
+            n_layer: 0,
+            n_embd: 0,
+            n_head: 0,
+            n_head_kv: 0,
+            n_vocab: 0,
+            n_ctx_train: 0,
+        };
         // SAFETY: valid session and out pointer.
         unsafe { ffi::llorch_model_dims_get(self.raw.as_ptr(), &mut d) };
         ModelDims {
@@ -118,7 +143,14 @@ impl Session {
         let mut buf = vec![0u8; 256];
         loop {
             // SAFETY: buf is writable for buf.len() bytes.
-            let n = unsafe { ffi::llorch_model_meta(self.raw.as_ptr(), key.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+            let n = unsafe {
+                ffi::llorch_model_meta(
+                    self.raw.as_ptr(),
+                    key.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
             if n < 0 {
                 return None;
             }
@@ -132,8 +164,14 @@ impl Session {
 
     /// llama.cpp's tokenization: `add_special` adds BOS/EOS as the model asks; special-token text
     /// is parsed as such only when `parse_special`.
-    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<i32>, LlamaError> {
-        let len = i32::try_from(text.len()).map_err(|_| LlamaError::Usage("prompt too long".into()))?;
+    pub fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<i32>, LlamaError> {
+        let len =
+            i32::try_from(text.len()).map_err(|_| LlamaError::Usage("prompt too long".into()))?;
         let mut out = vec![0i32; text.len() + 8];
         loop {
             // SAFETY: text is valid for len bytes; out is writable for out.len() ids.
@@ -153,7 +191,9 @@ impl Session {
                 return Ok(out);
             }
             if n == i32::MIN {
-                return Err(LlamaError::Shim("llama.cpp could not tokenize the prompt".into()));
+                return Err(LlamaError::Shim(
+                    "llama.cpp could not tokenize the prompt".into(),
+                ));
             }
             out.resize((-n) as usize, 0);
         }
@@ -164,7 +204,14 @@ impl Session {
         let mut buf = vec![0u8; 64];
         loop {
             // SAFETY: buf is writable for buf.len() bytes.
-            let n = unsafe { ffi::llorch_token_to_piece(self.raw.as_ptr(), token, buf.as_mut_ptr().cast(), buf.len() as i32) };
+            let n = unsafe {
+                ffi::llorch_token_to_piece(
+                    self.raw.as_ptr(),
+                    token,
+                    buf.as_mut_ptr().cast(),
+                    buf.len() as i32,
+                )
+            };
             if n >= 0 {
                 buf.truncate(n as usize);
                 return buf;
@@ -177,11 +224,16 @@ impl Session {
     pub fn capture_names(&mut self, names: &[String]) -> Result<(), LlamaError> {
         let owned: Vec<CString> = names
             .iter()
-            .map(|n| CString::new(n.as_str()).map_err(|_| LlamaError::Usage(format!("node name {n:?} has a NUL"))))
+            .map(|n| {
+                CString::new(n.as_str())
+                    .map_err(|_| LlamaError::Usage(format!("node name {n:?} has a NUL")))
+            })
             .collect::<Result<_, _>>()?;
         let ptrs: Vec<*const std::os::raw::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
         // SAFETY: ptrs point into `owned`, alive for the call; the shim copies the strings.
-        let rc = unsafe { ffi::llorch_capture_names(self.raw.as_ptr(), ptrs.as_ptr(), ptrs.len() as i32) };
+        let rc = unsafe {
+            ffi::llorch_capture_names(self.raw.as_ptr(), ptrs.as_ptr(), ptrs.len() as i32)
+        };
         if rc != 0 {
             return Err(last_error());
         }
@@ -197,7 +249,14 @@ impl Session {
     /// Evaluates `tokens` at positions `pos0..` and returns the captured nodes in graph order.
     pub fn decode(&mut self, tokens: &[i32], pos0: usize) -> Result<Vec<Capture>, LlamaError> {
         // SAFETY: tokens is valid for its length.
-        let rc = unsafe { ffi::llorch_decode(self.raw.as_ptr(), tokens.as_ptr(), tokens.len() as i32, pos0 as i32) };
+        let rc = unsafe {
+            ffi::llorch_decode(
+                self.raw.as_ptr(),
+                tokens.as_ptr(),
+                tokens.len() as i32,
+                pos0 as i32,
+            )
+        };
         if rc != 0 {
             return Err(last_error());
         }
@@ -226,7 +285,13 @@ impl Session {
                     std::slice::from_raw_parts(c.data, count).to_vec(),
                 )
             };
-            out.push(Capture { name, op, ggml_type: c.type_, ne, data });
+            out.push(Capture {
+                name,
+                op,
+                ggml_type: c.type_,
+                ne,
+                data,
+            });
         }
         Ok(out)
     }

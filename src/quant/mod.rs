@@ -123,7 +123,7 @@ impl GgmlType {
 
     /// Bytes of a row of `n` elements, or None when `n` is not a whole number of blocks.
     pub fn row_size(self, n: usize) -> Option<usize> {
-        if n % self.block_size() != 0 {
+        if !n.is_multiple_of(self.block_size()) {
             return None;
         }
         (n / self.block_size()).checked_mul(self.type_size())
@@ -159,7 +159,9 @@ impl GgmlType {
     /// Parses a name as written on the command line (case-insensitive: `q4_k`, `Q8_0`, `f16`).
     pub fn parse_name(s: &str) -> Option<Self> {
         let lower = s.to_ascii_lowercase();
-        ALL.iter().copied().find(|t| t.name().to_ascii_lowercase() == lower)
+        ALL.iter()
+            .copied()
+            .find(|t| t.name().to_ascii_lowercase() == lower)
     }
 }
 

@@ -10,7 +10,9 @@ pub const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5b
 pub fn smollm2() -> PathBuf {
     let p = std::env::var_os("LLORCH_SMOLLM2")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
     assert!(
         p.is_file(),
         "the test model {} is missing: run scripts/fetch-model.sh (or set LLORCH_SMOLLM2)",
