@@ -1,0 +1,1 @@
+//! Synthetic model presets.

@@ -1,0 +1,1 @@
+//! Row quantization for the writer.
