@@ -40,13 +40,21 @@ pub struct ModelParams {
     pub n_vocab: usize,
     pub n_ctx_train: usize,
     /// RMS-norm epsilon (llama) or layer-norm epsilon (gpt2).
+    #[serde(serialize_with = "short_f32")]
     pub norm_eps: f32,
     /// `rope.freq_base` (llama.cpp's default 10000 when absent).
+    #[serde(serialize_with = "short_f32")]
     pub rope_freq_base: f32,
     /// Rotated dimensions per head; 0 for an architecture without RoPE (gpt2).
     pub rope_dim: usize,
     /// No `output.weight`: the logits use `token_embd.weight`.
     pub tied_output: bool,
+}
+
+/// An f32 as the f64 nearest its shortest decimal form, so JSON shows 1e-5 rather than the
+/// f32's exact binary value 9.999999747378752e-6.
+fn short_f32<S: serde::Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(x.to_string().parse::<f64>().unwrap_or(f64::from(*x)))
 }
 
 fn bad(key: &str, msg: impl Into<String>) -> GgufError {
