@@ -743,7 +743,7 @@ impl<'a> Parser<'a> {
                         format!("tensor '{}' offset", t.name),
                         off_at,
                         format!(
-                            "data at {rel} (+{data_offset}) with {} bytes runs past the end of the file ({file_len} bytes)",
+                            "{} bytes of data at relative offset {rel} (data section at byte {data_offset}) run past the end of the file ({file_len} bytes)",
                             t.n_bytes
                         ),
                     ))
