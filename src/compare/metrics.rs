@@ -165,7 +165,17 @@ pub fn compute(a: &[f32], b: &[f32], shape: &[usize]) -> Metrics {
         mse
     };
     let cosine = match (sum_a2 > 0.0, sum_b2 > 0.0) {
-        (true, true) => (sum_ab / (sum_a2.sqrt() * sum_b2.sqrt())).clamp(-1.0, 1.0),
+        // sqrt of the product, not the product of sqrts: sqrt(fl(x*x)) == x exactly, so
+        // identical tensors give exactly 1. Separate roots only where the product overflows.
+        (true, true) => {
+            let p = sum_a2 * sum_b2;
+            let norm = if p.is_finite() && p > 0.0 {
+                p.sqrt()
+            } else {
+                sum_a2.sqrt() * sum_b2.sqrt()
+            };
+            (sum_ab / norm).clamp(-1.0, 1.0)
+        }
         (false, false) => 1.0,
         _ => 0.0,
     };
@@ -342,8 +352,14 @@ mod tests {
     fn identical_is_zero_error() {
         let a = [0.5f32, -1.5, 2.25];
         let m = compute(&a, &a, &[3]);
-        assert_eq!((m.max_abs, m.nmse, m.max_rel), (0.0, 0.0, 0.0));
-        assert!(close(m.cosine, 1.0, 1e-15));
+        assert_eq!(
+            (m.max_abs, m.nmse, m.max_rel, m.cosine),
+            (0.0, 0.0, 0.0, 1.0)
+        );
+        let r: Vec<f32> = (0..1000)
+            .map(|i| ((i * 7919) % 1013) as f32 / 97.0 - 5.0)
+            .collect();
+        assert_eq!(compute(&r, &r, &[1000]).cosine, 1.0);
     }
 
     #[test]

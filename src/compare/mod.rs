@@ -424,12 +424,28 @@ fn judge_pair(
     r
 }
 
+/// `v <= max`, false for NaN so that a NaN metric never passes.
+fn within_max(v: f64, max: f64) -> bool {
+    matches!(
+        v.partial_cmp(&max),
+        Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+    )
+}
+
+/// `v >= min`, false for NaN.
+fn within_min(v: f64, min: f64) -> bool {
+    matches!(
+        v.partial_cmp(&min),
+        Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+    )
+}
+
 /// Messages for every element-wise gate that does not hold. NaN metrics fail every gate.
 pub fn gate_failures(m: &Metrics, g: &Gate) -> Vec<String> {
     let mut f = Vec::new();
     let mut above = |name: &str, v: f64, tol: Option<f64>| {
         if let Some(t) = tol {
-            if !(v <= t) {
+            if !within_max(v, t) {
                 f.push(format!("{name} {v:.3e} > {t:.0e}"));
             }
         }
@@ -438,7 +454,7 @@ pub fn gate_failures(m: &Metrics, g: &Gate) -> Vec<String> {
     above("max_abs", m.max_abs, g.max_abs);
     above("max_rel", m.max_rel, g.max_rel);
     if let Some(t) = g.cosine {
-        if !(m.cosine >= t) {
+        if !within_min(m.cosine, t) {
             f.push(format!("cosine {:.8} < {t}", m.cosine));
         }
     }
@@ -449,7 +465,7 @@ pub fn gate_failures(m: &Metrics, g: &Gate) -> Vec<String> {
 pub fn logit_failures(l: &LogitMetrics, g: &Gate) -> Vec<String> {
     let mut f = Vec::new();
     if let Some(t) = g.kl {
-        if !(l.max_kl <= t) {
+        if !within_max(l.max_kl, t) {
             let at = l
                 .worst_row()
                 .map(|i| format!(" (token {i})"))
@@ -458,7 +474,7 @@ pub fn logit_failures(l: &LogitMetrics, g: &Gate) -> Vec<String> {
         }
     }
     if let Some(t) = g.top1 {
-        if !(l.top1_fraction() >= t) {
+        if !within_min(l.top1_fraction(), t) {
             let first = l
                 .rows
                 .iter()
@@ -579,4 +595,32 @@ fn compare_manifests(
         }
     }
     (warn, fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(nmse: f64, cosine: f64) -> Metrics {
+        let mut m = metrics::compute(&[1.0, 2.0], &[1.0, 2.0], &[2]);
+        m.nmse = nmse;
+        m.cosine = cosine;
+        m
+    }
+
+    #[test]
+    fn gates_hold_at_the_bound_and_nan_never_passes() {
+        let g = Gate {
+            nmse: Some(1e-6),
+            cosine: Some(0.999),
+            ..Gate::default()
+        };
+        assert!(gate_failures(&metrics(1e-6, 0.999), &g).is_empty());
+        assert_eq!(
+            gate_failures(&metrics(2e-6, 0.999), &g),
+            ["nmse 2.000e-6 > 1e-6"]
+        );
+        assert_eq!(gate_failures(&metrics(f64::NAN, f64::NAN), &g).len(), 2);
+        assert!(gate_failures(&metrics(f64::NAN, f64::NAN), &Gate::default()).is_empty());
+    }
 }
