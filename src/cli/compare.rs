@@ -1,10 +1,131 @@
-//! `llorch-diff compare`.
+//! `llorch-diff compare A B`: judge dump folder B (candidate) against A (expected).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 
 use super::Outcome;
+use crate::checkpoint::format::write_atomic;
+use crate::checkpoint::DumpFolder;
+use crate::compare::{self, Comparison, Gate, Tolerances};
+use crate::report;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The expected dump folder (normally llama.cpp's).
+    pub expected: PathBuf,
+    /// The candidate dump folder (the reference or another engine).
+    pub candidate: PathBuf,
+    /// Show every checkpoint instead of one row per layer.
+    #[arg(long)]
+    pub verbose: bool,
+    /// A TOML file laid over the built-in tolerances, key by key.
+    #[arg(long, value_name = "FILE.toml")]
+    pub tolerances: Option<PathBuf>,
+    /// Maximum NMSE for every checkpoint (overrides the tolerance files).
+    #[arg(long, value_name = "X")]
+    pub nmse: Option<f64>,
+    /// Maximum absolute difference for every checkpoint.
+    #[arg(long, value_name = "X")]
+    pub max_abs: Option<f64>,
+    /// Judge with this mode's tolerances instead of the candidate manifest's mode.
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+    /// Write a Markdown report here, and its heatmap beside it (same name, .svg).
+    #[arg(long, value_name = "FILE.md")]
+    pub report: Option<PathBuf>,
+    /// Write the comparison as JSON (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write a JUnit XML report (one testcase per checkpoint).
+    #[arg(long, value_name = "FILE.xml")]
+    pub junit: Option<PathBuf>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`compare` is not implemented yet")
+/// Built-in tolerances, then the file, then the flags.
+pub fn tolerances(
+    file: Option<&Path>,
+    nmse: Option<f64>,
+    max_abs: Option<f64>,
+    mode: Option<String>,
+) -> anyhow::Result<Tolerances> {
+    let mut tol = Tolerances::builtin();
+    if let Some(f) = file {
+        tol.merge_file(f)?;
+    }
+    tol.set_overrides(Gate {
+        nmse,
+        max_abs,
+        ..Gate::default()
+    })?;
+    tol.force_mode = mode;
+    Ok(tol)
+}
+
+/// Writes the requested report files; the terminal table goes to stdout unless JSON does.
+pub fn emit(
+    c: &Comparison,
+    verbose: bool,
+    report_md: Option<&Path>,
+    json: Option<&Path>,
+    junit: Option<&Path>,
+) -> anyhow::Result<()> {
+    let json_to_stdout = json == Some(Path::new("-"));
+    let table = report::terminal::render(c, verbose);
+    if json_to_stdout {
+        eprint!("{table}");
+    } else {
+        print!("{table}");
+    }
+    if let Some(md) = report_md {
+        let written = report::markdown::write(c, md)
+            .with_context(|| format!("writing the report {}", md.display()))?;
+        for p in written {
+            eprintln!("wrote {}", p.display());
+        }
+    }
+    if let Some(j) = json {
+        let text = report::json::render(c);
+        if json_to_stdout {
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .context("writing JSON to stdout")?;
+        } else {
+            write_atomic(j, text.as_bytes()).with_context(|| format!("writing {}", j.display()))?;
+            eprintln!("wrote {}", j.display());
+        }
+    }
+    if let Some(x) = junit {
+        write_atomic(x, report::junit::render(c).as_bytes())
+            .with_context(|| format!("writing {}", x.display()))?;
+        eprintln!("wrote {}", x.display());
+    }
+    Ok(())
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let tol = tolerances(
+        args.tolerances.as_deref(),
+        args.nmse,
+        args.max_abs,
+        args.mode.clone(),
+    )?;
+    let a = DumpFolder::open(&args.expected)
+        .with_context(|| format!("opening the expected folder {}", args.expected.display()))?;
+    let b = DumpFolder::open(&args.candidate)
+        .with_context(|| format!("opening the candidate folder {}", args.candidate.display()))?;
+    let c = compare::compare_folders(&a, &b, &tol)?;
+    emit(
+        &c,
+        args.verbose,
+        args.report.as_deref(),
+        args.json.as_deref(),
+        args.junit.as_deref(),
+    )?;
+    Ok(if c.passed {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
 }
