@@ -82,7 +82,7 @@ float element_to_f32(ggml_type type, const uint8_t *p) {
     }
 }
 
-bool capture_node(llorch_session *s, ggml_tensor *t) {
+bool capture_node(llorch_session *s, ggml_tensor *t, const std::string &name) {
     const ggml_type type = t->type;
     if (type != GGML_TYPE_F32 && type != GGML_TYPE_F16 && type != GGML_TYPE_BF16 && type != GGML_TYPE_I32) {
         if (s->capture_all) return true;  // survey mode: quantized nodes are listed elsewhere
@@ -96,7 +96,7 @@ bool capture_node(llorch_session *s, ggml_tensor *t) {
     ggml_backend_tensor_get(t, s->scratch.data(), 0, extent);
 
     Captured c;
-    c.name = t->name;
+    c.name = name;
     c.op = ggml_op_name(t->op);
     c.type = type;
     for (int i = 0; i < 4; ++i) c.ne[i] = t->ne[i];
@@ -115,14 +115,31 @@ bool capture_node(llorch_session *s, ggml_tensor *t) {
     return true;
 }
 
+// The name a node is wanted under: its own, or "src:NAME" when one of its sources is the tensor
+// NAME. Some nodes are never named by llama.cpp (gpt2's attention output projection plus bias is
+// "node_N"), but their weight operands always are.
+const std::string *wanted_as(const llorch_session *s, const ggml_tensor *t, std::string &scratch) {
+    if (s->capture_all || s->wanted.count(t->name) != 0) {
+        scratch = t->name;
+        return &scratch;
+    }
+    for (int i = 0; i < GGML_MAX_SRC; ++i) {
+        if (t->src[i] == nullptr) continue;
+        scratch = std::string("src:") + t->src[i]->name;
+        if (s->wanted.count(scratch) != 0) return &scratch;
+    }
+    return nullptr;
+}
+
 bool eval_callback(ggml_tensor *t, bool ask, void *user_data) {
     auto *s = static_cast<llorch_session *>(user_data);
-    const bool wanted = s->capture_all || s->wanted.count(t->name) != 0;
+    std::string key;
+    const std::string *as = wanted_as(s, t, key);
     if (ask) {
-        return wanted;
+        return as != nullptr;
     }
-    if (wanted && s->capture_error.empty()) {
-        capture_node(s, t);
+    if (as != nullptr && s->capture_error.empty()) {
+        capture_node(s, t, *as);
     }
     return true;  // keep computing
 }

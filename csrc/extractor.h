@@ -37,7 +37,7 @@ typedef struct llorch_model_dims {
 
 /* One captured graph node, gathered to a C-contiguous f32 buffer [ne3][ne2][ne1][ne0]. */
 typedef struct llorch_capture {
-    const char *name;   /* node name as llama.cpp sets it, e.g. "Qcur-0" */
+    const char *name;   /* the name it was asked for: the node's, e.g. "Qcur-0", or "src:NAME" */
     const char *op;     /* ggml op name, e.g. "ROPE" */
     int32_t type;       /* ggml type of the node before conversion */
     int64_t ne[4];      /* ggml order: innermost first */
@@ -62,7 +62,9 @@ int32_t llorch_tokenize(const llorch_session *session, const char *text, int32_t
 int32_t llorch_token_to_piece(const llorch_session *session, int32_t token, char *buf, int32_t buf_len);
 
 /* Exact node names to capture (e.g. "attn_norm-3", "cache_k_l3 (view)"); n = 0 captures nothing,
- * n < 0 every F32/F16/BF16/I32 node (a survey of the graph). */
+ * n < 0 every F32/F16/BF16/I32 node (a survey of the graph). A name "src:NAME" asks for every node
+ * that has the tensor NAME among its sources (for nodes llama.cpp leaves unnamed); such captures
+ * carry that "src:NAME" as their name. */
 int llorch_capture_names(llorch_session *session, const char *const *names, int32_t n);
 int32_t llorch_capture_count(const llorch_session *session);
 int llorch_capture_get(const llorch_session *session, int32_t index, llorch_capture *out);

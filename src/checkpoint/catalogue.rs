@@ -101,7 +101,7 @@ impl Kind {
     ];
 
     /// The gpt2 catalogue, in graph order (no RoPE, fused QKV, GELU FFN without a gate).
-    pub const GPT2: [Kind; 15] = [
+    pub const GPT2: [Kind; 16] = [
         Kind::AttnNorm,
         Kind::Qkv,
         Kind::Qcur,
@@ -117,6 +117,7 @@ impl Kind {
         Kind::FfnUp,
         Kind::FfnGelu,
         Kind::FfnOut,
+        Kind::LOut,
     ];
 
     pub fn as_str(self) -> &'static str {

@@ -71,7 +71,11 @@ fn layer_rule(family: GraphFamily, layer: u32, kind: Kind) -> NodeRule {
             },
             Direct { rank: 2 },
         ),
-        (_, Kind::Qkv) => (format!("wqkv-{l}"), "ADD", Direct { rank: 2 }),
+        (_, Kind::Qkv) => (format!("wqkv_b-{l}"), "ADD", Direct { rank: 2 }),
+        // gpt2 slices Q, K and V out of the fused projection as strided views.
+        (GraphFamily::Gpt2, Kind::Qcur) => (format!("Qcur-{l}"), "VIEW", Direct { rank: 3 }),
+        (GraphFamily::Gpt2, Kind::Kcur) => (format!("Kcur-{l}"), "VIEW", Direct { rank: 3 }),
+        (GraphFamily::Gpt2, Kind::Vcur) => (format!("Vcur-{l}"), "VIEW", Direct { rank: 3 }),
         (_, Kind::Qcur) => (format!("Qcur-{l}"), "RESHAPE", Direct { rank: 3 }),
         (_, Kind::QcurRope) => (format!("Qcur-{l}"), "ROPE", Direct { rank: 3 }),
         (_, Kind::Kcur) => (format!("Kcur-{l}"), "RESHAPE", Direct { rank: 3 }),
@@ -84,7 +88,8 @@ fn layer_rule(family: GraphFamily, layer: u32, kind: Kind) -> NodeRule {
         (GraphFamily::Llama, Kind::AttnOut) => {
             (format!("attn_out-{l}"), "MUL_MAT", Direct { rank: 2 })
         }
-        (GraphFamily::Gpt2, Kind::AttnOut) => (format!("attn_out-{l}"), "ADD", Direct { rank: 2 }),
+        // llama.cpp leaves gpt2's projection-plus-bias unnamed: take the node that adds the bias.
+        (GraphFamily::Gpt2, Kind::AttnOut) => (format!("src:blk.{l}.attn_output.bias"), "ADD", Direct { rank: 2 }),
         (_, Kind::FfnInp) => (format!("ffn_inp-{l}"), "ADD", Direct { rank: 2 }),
         (GraphFamily::Llama, Kind::FfnNorm) => (format!("ffn_norm-{l}"), "MUL", Direct { rank: 2 }),
         (GraphFamily::Gpt2, Kind::FfnNorm) => (format!("ffn_norm-{l}"), "ADD", Direct { rank: 2 }),
@@ -92,7 +97,7 @@ fn layer_rule(family: GraphFamily, layer: u32, kind: Kind) -> NodeRule {
         (GraphFamily::Llama, Kind::FfnUp) => (format!("ffn_up-{l}"), "MUL_MAT", Direct { rank: 2 }),
         (GraphFamily::Gpt2, Kind::FfnUp) => (format!("ffn_up_b-{l}"), "ADD", Direct { rank: 2 }),
         (_, Kind::FfnSwiglu) => (format!("ffn_swiglu-{l}"), "GLU", Direct { rank: 2 }),
-        (_, Kind::FfnGelu) => (format!("ffn_gelu-{l}"), "GELU", Direct { rank: 2 }),
+        (_, Kind::FfnGelu) => (format!("ffn_gelu-{l}"), "UNARY", Direct { rank: 2 }),
         (GraphFamily::Llama, Kind::FfnOut) => {
             (format!("ffn_out-{l}"), "MUL_MAT", Direct { rank: 2 })
         }

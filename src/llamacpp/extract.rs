@@ -55,13 +55,10 @@ pub fn check_model_file(path: &Path) -> Result<(), ExtractError> {
     if !meta.is_file() {
         return Err(err("not a file".into()));
     }
-    let mut magic = [0u8; 4];
-    use std::io::Read;
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(|e| err(format!("cannot read a GGUF header: {e}")))?;
-    if &magic != b"GGUF" {
-        return Err(err("not a GGUF file (bad magic)".into()));
+    let file = crate::gguf::GgufFile::open(path).map_err(|e| err(e.to_string()))?;
+    let arch = file.architecture().map_err(|e| err(e.to_string()))?;
+    if GraphFamily::from_architecture(arch).is_none() {
+        return Err(ExtractError::Architecture(arch.to_string()));
     }
     Ok(())
 }
