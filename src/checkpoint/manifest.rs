@@ -5,6 +5,32 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The KV cache type a run uses (llama.cpp) or emulates (the reference).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum KvType {
+    F32,
+    F16,
+}
+
+impl KvType {
+    /// The ggml type id (0 = F32, 1 = F16).
+    pub fn ggml_id(self) -> i32 {
+        match self {
+            KvType::F32 => 0,
+            KvType::F16 => 1,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvType::F32 => "f32",
+            KvType::F16 => "f16",
+        }
+    }
+}
+
 pub const FORMAT: &str = "llorch-diff-dump/1";
 pub const FILE_NAME: &str = "manifest.json";
 

@@ -11,4 +11,4 @@ pub mod npy;
 pub use catalogue::{CheckpointName, Kind};
 pub use folder::{DumpFolder, DumpWriter};
 pub use format::{read_dump, write_dump, DumpError, Tensor};
-pub use manifest::Manifest;
+pub use manifest::{KvType, Manifest};

@@ -42,30 +42,7 @@ fn last_error() -> LlamaError {
     })
 }
 
-/// The KV cache type of the validation context.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum KvType {
-    F32,
-    F16,
-}
-
-impl KvType {
-    pub fn ggml_id(self) -> i32 {
-        match self {
-            KvType::F32 => 0,
-            KvType::F16 => 1,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KvType::F32 => "f32",
-            KvType::F16 => "f16",
-        }
-    }
-}
+pub use crate::checkpoint::KvType;
 
 /// Model geometry as llama.cpp reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
