@@ -118,12 +118,22 @@ fn trend(points: &[&GrowthPoint]) -> String {
         return format!("rises {ends}");
     }
     let orders = (v1 / v0).log10();
-    if orders >= 1.0 {
+    let words = if orders >= 1.0 {
         format!("grows {orders:.1} orders of magnitude {ends}")
     } else if orders <= -1.0 {
         format!("shrinks {:.1} orders of magnitude {ends}", -orders)
     } else {
         format!("stays flat (within 10x) {ends}")
+    };
+    // The ends alone hide a bump in between (e.g. a layer whose error later washes out).
+    let (lp, vp) = finite
+        .iter()
+        .copied()
+        .fold((l0, v0), |a, b| if b.1 > a.1 { b } else { a });
+    if vp > v0.max(v1) * 2.0 {
+        format!("{words}, peaking at layer {lp} ({vp:.1e})")
+    } else {
+        words
     }
 }
 
@@ -153,5 +163,10 @@ mod tests {
         let (z0, z1) = (p(0, 0.0), p(1, 0.0));
         assert!(trend(&[&z0, &z1]).starts_with("stays at 0"));
         assert!(trend(&[&z0, &a]).starts_with("rises"));
+        let peak = p(7, 1e-2);
+        assert_eq!(
+            trend(&[&a, &peak, &c]),
+            "stays flat (within 10x) from layer 3 (1.0e-6) to layer 12 (2.0e-6), peaking at layer 7 (1.0e-2)"
+        );
     }
 }

@@ -10,15 +10,22 @@ use super::{detail, groups, metric, one_minus_cos, preamble, sci, shapes};
 use crate::checkpoint::format::{write_atomic, DumpError};
 use crate::compare::{Comparison, Environment, Verdict};
 
-/// Escapes text for a table cell or inline use.
+/// Escapes text for a table cell or inline use: no raw HTML, no column breaks, one line.
 fn cell(s: &str) -> String {
     let s = s
         .replace('\\', "\\\\")
         .replace('|', "\\|")
-        .replace('`', "\\`")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
+        .replace('<', "&lt;");
     s.replace("\r\n", " ").replace(['\n', '\r'], " ")
+}
+
+/// A tolerance as written in a TOML file: `1e-6`, `0.99999`.
+fn num(x: f64) -> String {
+    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e4) {
+        format!("{x:e}")
+    } else {
+        x.to_string()
+    }
 }
 
 fn tokens(t: &[i32]) -> String {
@@ -52,7 +59,7 @@ pub fn render(c: &Comparison, svg_link: Option<&str>) -> String {
     let pre = preamble(c);
     let _ = writeln!(md, "**{}**\n", cell(&pre[0]));
     for line in &pre[1..] {
-        let _ = writeln!(md, "- {}", cell(line));
+        let _ = writeln!(md, "- {}", cell(line.trim_start()));
     }
     md.push('\n');
 
@@ -255,7 +262,7 @@ fn tolerances(md: &mut String, c: &Comparison) {
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
     let mut seen = BTreeSet::new();
-    let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or("-".into());
+    let opt = |v: Option<f64>| v.map(num).unwrap_or("-".into());
     for r in &c.results {
         if r.kind == "tokens" || !seen.insert(r.kind.clone()) {
             continue;
