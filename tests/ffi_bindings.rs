@@ -29,7 +29,10 @@ fn committed_bindings_declare_every_header_function() {
                 let name = &rest[..paren];
                 if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     n += 1;
-                    assert!(committed.contains(&format!("pub fn {name}(")), "no binding for {name}: regenerate ffi.rs");
+                    assert!(
+                        committed.contains(&format!("pub fn {name}(")),
+                        "no binding for {name}: regenerate ffi.rs"
+                    );
                 }
             }
         }

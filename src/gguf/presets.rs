@@ -239,7 +239,7 @@ fn tensor_specs(p: &ModelParams) -> Vec<TensorSpec> {
 fn storage_type(spec: &TensorSpec, quant: GgmlType) -> GgmlType {
     if !spec.matrix {
         GgmlType::F32
-    } else if spec.dims[0] as usize % quant.block_size() == 0 {
+    } else if (spec.dims[0] as usize).is_multiple_of(quant.block_size()) {
         quant
     } else {
         GgmlType::F16

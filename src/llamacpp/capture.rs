@@ -89,7 +89,11 @@ fn layer_rule(family: GraphFamily, layer: u32, kind: Kind) -> NodeRule {
             (format!("attn_out-{l}"), "MUL_MAT", Direct { rank: 2 })
         }
         // llama.cpp leaves gpt2's projection-plus-bias unnamed: take the node that adds the bias.
-        (GraphFamily::Gpt2, Kind::AttnOut) => (format!("src:blk.{l}.attn_output.bias"), "ADD", Direct { rank: 2 }),
+        (GraphFamily::Gpt2, Kind::AttnOut) => (
+            format!("src:blk.{l}.attn_output.bias"),
+            "ADD",
+            Direct { rank: 2 },
+        ),
         (_, Kind::FfnInp) => (format!("ffn_inp-{l}"), "ADD", Direct { rank: 2 }),
         (GraphFamily::Llama, Kind::FfnNorm) => (format!("ffn_norm-{l}"), "MUL", Direct { rank: 2 }),
         (GraphFamily::Gpt2, Kind::FfnNorm) => (format!("ffn_norm-{l}"), "ADD", Direct { rank: 2 }),
