@@ -128,6 +128,11 @@ fn round_trip_field_for_field() {
         assert_eq!(c.row(5), &c.data[100..120]);
         assert_eq!(f.tensor("e.scalar").unwrap().data.len(), 4);
         assert!(f.tensor("f.empty").unwrap().data.is_empty());
+        // GGUF v2 has the same layout (64-bit counts); only the version differs.
+        let mut v2 = std::fs::read(&out).unwrap();
+        v2[4..8].copy_from_slice(&2u32.to_le_bytes());
+        let f2 = GgufFile::from_bytes(v2).unwrap();
+        assert_eq!((f2.version(), f2.metadata(), f2.tensors()), (2, f.metadata(), f.tensors()));
         // The file ends with the last tensor's padding.
         let last = f.tensors().last().unwrap();
         let a = u64::from(f.alignment());
