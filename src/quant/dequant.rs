@@ -6,7 +6,7 @@
 //! floating-point contraction: `x*d + m` is a multiply then an add, never an FMA, and that is
 //! what is written here.
 
-use super::fp::{f16_to_f32, h, le_f32, le_u32};
+use super::fp::{bf16_to_f32, block_boundary, f16_to_f32, h, le_f32, le_u32};
 
 /// A block format: its size, and how one block becomes floats.
 pub(crate) trait Block {
@@ -23,19 +23,60 @@ macro_rules! marker {
 }
 marker!(Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2K, Q3K, Q4K, Q5K, Q6K, Q8K);
 
+// The quants are unpacked into a byte array in element order first and scaled in a second,
+// contiguous loop: the same arithmetic per element, in a shape that vectorizes.
+
+/// Low nibbles then high nibbles of 16 bytes: elements 0..16 and 16..32 of a 32-block.
+#[inline(always)]
+pub(crate) fn nibbles(qs: &[u8]) -> [u8; 32] {
+    let qs = &qs[..16];
+    let mut q = [0u8; 32];
+    for j in 0..16 {
+        q[j] = qs[j] & 0x0F;
+        q[j + 16] = qs[j] >> 4;
+    }
+    q
+}
+
+/// Nibbles plus the fifth bit of element `j` from bit `j` of `qh` (Q5_0, Q5_1).
+#[inline(always)]
+pub(crate) fn five_bits(qs: &[u8], qh: u32) -> [u8; 32] {
+    let mut q = nibbles(qs);
+    let qhb = qh.to_le_bytes();
+    // Byte j/8, bit j%8: the shape of ggml's `bytes_from_bits_32`, which vectorizes as
+    // shuffle + and + compare rather than 32 variable shifts.
+    for (j, v) in q.iter_mut().enumerate() {
+        *v |= ((qhb[j >> 3] & (1 << (j & 7)) != 0) as u8) << 4;
+    }
+    q
+}
+
+/// The 2-bit quants of a Q2_K/Q3_K block in element order: element `128*j + 32*s + i` is bits
+/// `2s..2s+2` of `qs[32*j + i]`.
+#[inline(always)]
+pub(crate) fn crumbs(qs: &[u8]) -> [u8; 256] {
+    let qs = &qs[..64];
+    let mut q = [0u8; 256];
+    for j in 0..2 {
+        for s in 0..4 {
+            for i in 0..32 {
+                q[128 * j + 32 * s + i] = (qs[32 * j + i] >> (2 * s)) & 3;
+            }
+        }
+    }
+    q
+}
+
 impl Block for Q4_0 {
     const QK: usize = 32;
     const BYTES: usize = 18;
     #[inline(always)]
     fn dequant(b: &[u8], y: &mut [f32]) {
         let d = h(b, 0);
-        let qs = &b[2..18];
+        let q = nibbles(&b[2..18]);
         let y = &mut y[..32];
-        for j in 0..16 {
-            let x0 = (qs[j] & 0x0F) as i32 - 8;
-            let x1 = (qs[j] >> 4) as i32 - 8;
-            y[j] = x0 as f32 * d;
-            y[j + 16] = x1 as f32 * d;
+        for j in 0..32 {
+            y[j] = (q[j] as i32 - 8) as f32 * d;
         }
     }
 }
@@ -47,13 +88,10 @@ impl Block for Q4_1 {
     fn dequant(b: &[u8], y: &mut [f32]) {
         let d = h(b, 0);
         let m = h(b, 2);
-        let qs = &b[4..20];
+        let q = nibbles(&b[4..20]);
         let y = &mut y[..32];
-        for j in 0..16 {
-            let x0 = (qs[j] & 0x0F) as i32;
-            let x1 = (qs[j] >> 4) as i32;
-            y[j] = x0 as f32 * d + m;
-            y[j + 16] = x1 as f32 * d + m;
+        for j in 0..32 {
+            y[j] = q[j] as f32 * d + m;
         }
     }
 }
@@ -64,16 +102,10 @@ impl Block for Q5_0 {
     #[inline(always)]
     fn dequant(b: &[u8], y: &mut [f32]) {
         let d = h(b, 0);
-        let qh = le_u32(b, 2);
-        let qs = &b[6..22];
+        let q = five_bits(&b[6..22], le_u32(b, 2));
         let y = &mut y[..32];
-        for j in 0..16 {
-            let xh_0 = ((qh >> j) << 4) & 0x10;
-            let xh_1 = (qh >> (j + 12)) & 0x10;
-            let x0 = ((qs[j] as u32 & 0x0F) | xh_0) as i32 - 16;
-            let x1 = ((qs[j] as u32 >> 4) | xh_1) as i32 - 16;
-            y[j] = x0 as f32 * d;
-            y[j + 16] = x1 as f32 * d;
+        for j in 0..32 {
+            y[j] = (q[j] as i32 - 16) as f32 * d;
         }
     }
 }
@@ -85,16 +117,10 @@ impl Block for Q5_1 {
     fn dequant(b: &[u8], y: &mut [f32]) {
         let d = h(b, 0);
         let m = h(b, 2);
-        let qh = le_u32(b, 4);
-        let qs = &b[8..24];
+        let q = five_bits(&b[8..24], le_u32(b, 4));
         let y = &mut y[..32];
-        for j in 0..16 {
-            let xh_0 = ((qh >> j) << 4) & 0x10;
-            let xh_1 = (qh >> (j + 12)) & 0x10;
-            let x0 = ((qs[j] as u32 & 0x0F) | xh_0) as i32;
-            let x1 = ((qs[j] as u32 >> 4) | xh_1) as i32;
-            y[j] = x0 as f32 * d + m;
-            y[j + 16] = x1 as f32 * d + m;
+        for j in 0..32 {
+            y[j] = q[j] as f32 * d + m;
         }
     }
 }
@@ -135,26 +161,17 @@ impl Block for Q2K {
     #[inline(always)]
     fn dequant(b: &[u8], y: &mut [f32]) {
         let scales = &b[0..16];
-        let qs = &b[16..80];
+        let q = crumbs(&b[16..80]);
         let d = h(b, 80);
         let min = h(b, 82);
         let y = &mut y[..256];
-        let mut is = 0;
-        let mut o = 0;
-        for n in 0..2 {
-            let q = &qs[32 * n..32 * n + 32];
-            for shift in [0u32, 2, 4, 6] {
-                for half in 0..2 {
-                    let sc = scales[is];
-                    is += 1;
-                    let dl = d * (sc & 0xF) as f32;
-                    let ml = min * (sc >> 4) as f32;
-                    for l in 0..16 {
-                        let v = ((q[l + 16 * half] >> shift) & 3) as f32;
-                        y[o + l] = dl * v - ml;
-                    }
-                    o += 16;
-                }
+        // Scale `is` covers elements 16*is..16*is+16.
+        for is in 0..16 {
+            let sc = scales[is];
+            let dl = d * (sc & 0xF) as f32;
+            let ml = min * (sc >> 4) as f32;
+            for l in 16 * is..16 * is + 16 {
+                y[l] = dl * q[l] as f32 - ml;
             }
         }
     }
@@ -183,34 +200,39 @@ pub(crate) fn q3k_scales(s: &[u8]) -> [i8; 16] {
     out
 }
 
+/// Q3_K quants in element order, in -4..=3: the low bits minus 4 where the high bit (bit
+/// `4j + s` of `hmask[i]` for element `128j + 32s + i`) is clear.
+#[inline(always)]
+pub(crate) fn q3k_quants(hm: &[u8], qs: &[u8]) -> [i8; 256] {
+    let hm = &hm[..32];
+    let low = crumbs(qs);
+    let mut q = [0i8; 256];
+    for j in 0..2 {
+        for s in 0..4 {
+            let bit = 4 * j + s;
+            for i in 0..32 {
+                let e = 128 * j + 32 * s + i;
+                let high = ((hm[i] >> bit) & 1) as i8;
+                q[e] = low[e] as i8 - 4 + 4 * high;
+            }
+        }
+    }
+    q
+}
+
 impl Block for Q3K {
     const QK: usize = 256;
     const BYTES: usize = 110;
     #[inline(always)]
     fn dequant(b: &[u8], y: &mut [f32]) {
-        let hm = &b[0..32];
-        let qs = &b[32..96];
+        let q = q3k_quants(&b[0..32], &b[32..96]);
         let scales = q3k_scales(&b[96..108]);
         let d_all = h(b, 108);
         let y = &mut y[..256];
-        let mut is = 0;
-        let mut o = 0;
-        let mut m: u8 = 1;
-        for n in 0..2 {
-            let q = &qs[32 * n..32 * n + 32];
-            for shift in [0u32, 2, 4, 6] {
-                for half in 0..2 {
-                    let dl = d_all * (scales[is] as i32 - 32) as f32;
-                    is += 1;
-                    for l in 0..16 {
-                        let i = l + 16 * half;
-                        let low = ((q[i] >> shift) & 3) as i32;
-                        let v = low - if hm[i] & m != 0 { 0 } else { 4 };
-                        y[o + l] = dl * v as f32;
-                    }
-                    o += 16;
-                }
-                m = m.wrapping_shl(1);
+        for is in 0..16 {
+            let dl = d_all * (scales[is] as i32 - 32) as f32;
+            for l in 16 * is..16 * is + 16 {
+                y[l] = dl * q[l] as f32;
             }
         }
     }
@@ -277,20 +299,40 @@ impl Block for Q5K {
             let (sc, m) = scale_min_k4(2 * j + 1, scales);
             let d2 = d * sc as f32;
             let m2 = min * m as f32;
-            let u1 = 1u8 << (2 * j);
-            let u2 = 2u8 << (2 * j);
             let ql = &qs[32 * j..32 * j + 32];
+            let mut q = [0u8; 64];
+            for l in 0..32 {
+                q[l] = (ql[l] & 0xF) | (((qh[l] >> (2 * j)) & 1) << 4);
+                q[32 + l] = (ql[l] >> 4) | (((qh[l] >> (2 * j + 1)) & 1) << 4);
+            }
             let out = &mut y[64 * j..64 * j + 64];
             for l in 0..32 {
-                let v = (ql[l] & 0xF) as i32 + if qh[l] & u1 != 0 { 16 } else { 0 };
-                out[l] = d1 * v as f32 - m1;
+                out[l] = d1 * q[l] as f32 - m1;
             }
             for l in 0..32 {
-                let v = (ql[l] >> 4) as i32 + if qh[l] & u2 != 0 { 16 } else { 0 };
-                out[32 + l] = d2 * v as f32 - m2;
+                out[32 + l] = d2 * q[32 + l] as f32 - m2;
             }
         }
     }
+}
+
+/// Q6_K quants in element order, unsigned (0..64, before the -32 offset), from `ql` (128
+/// bytes) and `qh` (64 bytes).
+#[inline(always)]
+pub(crate) fn q6k_quants(b: &[u8]) -> [u8; 256] {
+    let mut q = [0u8; 256];
+    for n in 0..2 {
+        let ql = &b[64 * n..64 * n + 64];
+        let qh = &b[128 + 32 * n..128 + 32 * n + 32];
+        let out = &mut q[128 * n..128 * n + 128];
+        for l in 0..32 {
+            out[l] = (ql[l] & 0xF) | ((qh[l] & 3) << 4);
+            out[l + 32] = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+            out[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            out[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+    }
+    q
 }
 
 impl Block for Q6K {
@@ -299,23 +341,14 @@ impl Block for Q6K {
     #[inline(always)]
     fn dequant(b: &[u8], y: &mut [f32]) {
         let d = h(b, 208);
+        let q = q6k_quants(&b[0..192]);
+        let sc = &b[192..208];
         let y = &mut y[..256];
-        for n in 0..2 {
-            let ql = &b[64 * n..64 * n + 64];
-            let qh = &b[128 + 32 * n..128 + 32 * n + 32];
-            let sc = &b[192 + 8 * n..192 + 8 * n + 8];
-            let out = &mut y[128 * n..128 * n + 128];
-            for l in 0..32 {
-                let is = l / 16;
-                let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32 - 32;
-                let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-                let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-                let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-                // `d * sc[is] * q1` in C: (d * sc) first.
-                out[l] = d * sc[is] as i8 as f32 * q1 as f32;
-                out[l + 32] = d * sc[is + 2] as i8 as f32 * q2 as f32;
-                out[l + 64] = d * sc[is + 4] as i8 as f32 * q3 as f32;
-                out[l + 96] = d * sc[is + 6] as i8 as f32 * q4 as f32;
+        // Scale `is` covers elements 16*is..16*is+16; `d * sc[is] * q` in C: (d * sc) first.
+        for is in 0..16 {
+            let dl = d * sc[is] as i8 as f32;
+            for l in 16 * is..16 * is + 16 {
+                y[l] = dl * (q[l] as i32 - 32) as f32;
             }
         }
     }
@@ -339,27 +372,46 @@ impl Block for Q8K {
 #[inline(always)]
 pub(crate) fn row<B: Block>(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(B::BYTES).zip(dst.chunks_exact_mut(B::QK)) {
+        block_boundary();
         B::dequant(b, y);
+    }
+}
+
+/// Decodes scalars of `W` bytes each through fixed-size chunks, so that the loads combine and
+/// the conversion vectorizes.
+#[inline(always)]
+pub(crate) fn scalar_row<const W: usize>(
+    src: &[u8],
+    dst: &mut [f32],
+    get: impl Fn([u8; W]) -> f32 + Copy,
+) {
+    let full = dst.len() / 32 * 32;
+    let (head, tail) = dst.split_at_mut(full);
+    for (b, y) in src.chunks_exact(32 * W).zip(head.chunks_exact_mut(32)) {
+        for i in 0..32 {
+            let mut v = [0u8; W];
+            v.copy_from_slice(&b[W * i..W * i + W]);
+            y[i] = get(v);
+        }
+    }
+    for (b, y) in src[full * W..].chunks_exact(W).zip(tail.iter_mut()) {
+        let mut v = [0u8; W];
+        v.copy_from_slice(b);
+        *y = get(v);
     }
 }
 
 #[inline(always)]
 pub(crate) fn row_f16(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src.chunks_exact(2).zip(dst.iter_mut()) {
-        *y = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
-    }
+    scalar_row::<2>(src, dst, |b| f16_to_f32(u16::from_le_bytes(b)));
 }
 
 #[inline(always)]
 pub(crate) fn row_bf16(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src.chunks_exact(2).zip(dst.iter_mut()) {
-        *y = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16);
-    }
+    scalar_row::<2>(src, dst, |b| bf16_to_f32(u16::from_le_bytes(b)));
 }
 
 #[inline(always)]
 pub(crate) fn row_f32(src: &[u8], dst: &mut [f32]) {
-    for (b, y) in src.chunks_exact(4).zip(dst.iter_mut()) {
-        *y = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    }
+    scalar_row::<4>(src, dst, f32::from_le_bytes);
 }

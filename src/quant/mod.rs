@@ -15,11 +15,17 @@
 //! copy compiled for AVX2/FMA/F16C when the CPU has them; both copies give identical bits
 //! (`f32::mul_add` is a fused multiply-add either way).
 
+// The codecs index their blocks the way the C they reproduce does.
+#[allow(clippy::needless_range_loop)]
 mod activation;
+#[allow(clippy::needless_range_loop)]
 mod dequant;
+#[allow(clippy::needless_range_loop)]
 mod exact;
 mod fp;
+#[allow(clippy::needless_range_loop)]
 mod quantize;
+#[allow(clippy::needless_range_loop)]
 mod vecdot;
 
 pub use fp::{f16_to_f32, f32_to_bf16, f32_to_f16_ggml};
@@ -504,28 +510,62 @@ pub fn vec_dot(
     Ok(vec_dot_dispatch(ty, weight_row, act_row, n))
 }
 
-multiversion! {
-    fn dot_exact_dispatch(ty: GgmlType, w: &[u8], x: &[f32]) -> f64 {
-        use GgmlType::*;
-        match ty {
-            F32 => exact::f32_row(w, x),
-            F16 => exact::f16_row(w, x),
-            BF16 => exact::bf16_row(w, x),
-            Q4_0 => exact::blocks::<dequant::Q4_0>(w, x),
-            Q4_1 => exact::blocks::<dequant::Q4_1>(w, x),
-            Q5_0 => exact::blocks::<dequant::Q5_0>(w, x),
-            Q5_1 => exact::blocks::<dequant::Q5_1>(w, x),
-            Q8_0 => exact::blocks::<dequant::Q8_0>(w, x),
-            Q8_1 => exact::blocks::<dequant::Q8_1>(w, x),
-            Q2K => exact::blocks::<dequant::Q2K>(w, x),
-            Q3K => exact::blocks::<dequant::Q3K>(w, x),
-            Q4K => exact::blocks::<dequant::Q4K>(w, x),
-            Q5K => exact::blocks::<dequant::Q5K>(w, x),
-            Q6K => exact::blocks::<dequant::Q6K>(w, x),
-            Q8K => exact::blocks::<dequant::Q8K>(w, x),
-            I8 | I16 | I32 | I64 | F64 => 0.0,
+/// Runs [`dot_exact_rows`] with the AVX2 accumulator where the CPU has it.
+#[inline]
+fn dot_exact_dispatch(ty: GgmlType, w: &[u8], x: &[f32]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn v3(ty: GgmlType, w: &[u8], x: &[f32]) -> f64 {
+            dot_exact_rows::<exact::Avx2>(ty, w, x)
+        }
+        if has_v3() {
+            // SAFETY: the CPU supports the features `v3` was compiled for.
+            return unsafe { v3(ty, w, x) };
         }
     }
+    dot_exact_rows::<exact::Portable>(ty, w, x)
+}
+
+#[inline(always)]
+fn dot_exact_rows<A: exact::Accumulate>(ty: GgmlType, w: &[u8], x: &[f32]) -> f64 {
+    use GgmlType::*;
+    match ty {
+        F32 => exact::f32_row::<A>(w, x),
+        F16 => exact::f16_row::<A>(w, x),
+        BF16 => exact::bf16_row::<A>(w, x),
+        Q4_0 => exact::blocks::<dequant::Q4_0, A>(w, x),
+        Q4_1 => exact::blocks::<dequant::Q4_1, A>(w, x),
+        Q5_0 => exact::blocks::<dequant::Q5_0, A>(w, x),
+        Q5_1 => exact::blocks::<dequant::Q5_1, A>(w, x),
+        Q8_0 => exact::blocks::<dequant::Q8_0, A>(w, x),
+        Q8_1 => exact::blocks::<dequant::Q8_1, A>(w, x),
+        Q2K => exact::blocks::<dequant::Q2K, A>(w, x),
+        Q3K => exact::blocks::<dequant::Q3K, A>(w, x),
+        Q4K => exact::blocks::<dequant::Q4K, A>(w, x),
+        Q5K => exact::blocks::<dequant::Q5K, A>(w, x),
+        Q6K => exact::blocks::<dequant::Q6K, A>(w, x),
+        Q8K => exact::blocks::<dequant::Q8K, A>(w, x),
+        I8 | I16 | I32 | I64 | F64 => 0.0,
+    }
+}
+
+/// [`dot_exact_f64`] through the portable accumulator only, whatever the CPU: lets tests check
+/// that both accumulators give the same bits.
+#[doc(hidden)]
+pub fn dot_exact_f64_portable(
+    ty: GgmlType,
+    weight_row: &[u8],
+    x: &[f32],
+) -> Result<f64, QuantError> {
+    if !can_dequantize(ty) {
+        return Err(QuantError::Unsupported {
+            ty,
+            op: "dot_exact",
+        });
+    }
+    check_bytes(ty, "weight row", x.len(), weight_row.len())?;
+    Ok(dot_exact_rows::<exact::Portable>(ty, weight_row, x))
 }
 
 /// Dot of a weight row (dequantized block by block exactly as [`dequantize_row`], into a stack

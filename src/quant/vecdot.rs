@@ -9,8 +9,8 @@
 //! below 2^15), so saturation is not modelled. With these choices the kernels reproduce ggml
 //! bit for bit; the tests in tests/quant_ggml.rs check that on random rows.
 
-use super::dequant::{q3k_scales, scale_min_k4};
-use super::fp::{bf16_to_f32, f16_to_f32, h, le_f32, le_i16, le_u16};
+use super::dequant::{q3k_scales, scalar_row, scale_min_k4};
+use super::fp::{bf16_to_f32, block_boundary, f16_to_f32, h, le_f32, le_i16, le_u16};
 
 /// `hsum_float_8`: (hi + lo), then lanes 0+2 and 1+3, then those two.
 #[inline(always)]
@@ -68,6 +68,7 @@ fn fma_lanes(acc: &mut [f32; 8], d: f32, lanes: &[i32; 8]) {
 pub(crate) fn q4_0(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     for (bx, by) in x.chunks_exact(18).zip(y.chunks_exact(34)) {
+        block_boundary();
         let d = h(bx, 0) * h(by, 0);
         let qs = &bx[2..18];
         let mut xv = [0i8; 32];
@@ -86,6 +87,7 @@ pub(crate) fn q4_1(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     let mut summs = 0f32;
     for (bx, by) in x.chunks_exact(20).zip(y.chunks_exact(36)) {
+        block_boundary();
         let d0 = h(bx, 0);
         let d1 = h(by, 0);
         summs += h(bx, 2) * h(by, 2);
@@ -105,6 +107,7 @@ pub(crate) fn q4_1(x: &[u8], y: &[u8]) -> f32 {
 pub(crate) fn q5_0(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     for (bx, by) in x.chunks_exact(22).zip(y.chunks_exact(34)) {
+        block_boundary();
         let d = h(bx, 0) * h(by, 0);
         let qh = u32::from_le_bytes([bx[2], bx[3], bx[4], bx[5]]);
         let qs = &bx[6..22];
@@ -126,6 +129,7 @@ pub(crate) fn q5_1(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     let mut summs = 0f32;
     for (bx, by) in x.chunks_exact(24).zip(y.chunks_exact(36)) {
+        block_boundary();
         let dx = h(bx, 0);
         summs += h(bx, 2) * h(by, 2);
         let dy = h(by, 0);
@@ -149,6 +153,7 @@ pub(crate) fn q5_1(x: &[u8], y: &[u8]) -> f32 {
 pub(crate) fn q8_0(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     for (bx, by) in x.chunks_exact(34).zip(y.chunks_exact(34)) {
+        block_boundary();
         let d = h(bx, 0) * h(by, 0);
         let mut xv = [0i8; 32];
         for (o, &b) in xv.iter_mut().zip(&bx[2..34]) {
@@ -212,6 +217,7 @@ fn k4_min_lanes(mins: &[u8; 8], bs: &[i16; 16]) -> [i32; 4] {
 pub(crate) fn q2_k(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     for (bx, by) in x.chunks_exact(84).zip(y.chunks_exact(292)) {
+        block_boundary();
         let (yd, q8, bs) = q8k_parts(by);
         let d = yd * h(bx, 80);
         let dmin = -yd * h(bx, 82);
@@ -242,6 +248,7 @@ pub(crate) fn q2_k(x: &[u8], y: &[u8]) -> f32 {
 pub(crate) fn q3_k(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     for (bx, by) in x.chunks_exact(110).zip(y.chunks_exact(292)) {
+        block_boundary();
         let (yd, q8, _) = q8k_parts(by);
         let d = yd * h(bx, 108);
         let hm = &bx[0..32];
@@ -280,6 +287,7 @@ pub(crate) fn q4_k(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     let mut acc_m = [0f32; 4];
     for (bx, by) in x.chunks_exact(144).zip(y.chunks_exact(292)) {
+        block_boundary();
         let (yd, q8, bs) = q8k_parts(by);
         let d = yd * h(bx, 0);
         let dmin = -yd * h(bx, 2);
@@ -309,6 +317,7 @@ pub(crate) fn q5_k(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     let mut summs = 0f32;
     for (bx, by) in x.chunks_exact(176).zip(y.chunks_exact(292)) {
+        block_boundary();
         let (yd, q8, bs) = q8k_parts(by);
         let d = yd * h(bx, 0);
         let dmin = -yd * h(bx, 2);
@@ -340,6 +349,7 @@ pub(crate) fn q5_k(x: &[u8], y: &[u8]) -> f32 {
 pub(crate) fn q6_k(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     for (bx, by) in x.chunks_exact(210).zip(y.chunks_exact(292)) {
+        block_boundary();
         let (yd, q8, bs) = q8k_parts(by);
         let d = yd * h(bx, 208);
         let mut sc = [0i32; 16];
@@ -406,6 +416,31 @@ pub(crate) fn f32_dot(x: &[u8], y: &[u8], n: usize) -> f32 {
     sumf
 }
 
+/// Four 8-lane FMA accumulators over chunks of 32 decoded values.
+#[inline(always)]
+fn fma_chunks<const W: usize>(
+    x: &[u8],
+    y: &[u8],
+    np: usize,
+    get: impl Fn([u8; W]) -> f32 + Copy,
+) -> [[f32; 8]; 4] {
+    let mut s = [[0f32; 8]; 4];
+    let (mut xf, mut yf) = ([0f32; 32], [0f32; 32]);
+    for (xc, yc) in x[..W * np]
+        .chunks_exact(32 * W)
+        .zip(y[..W * np].chunks_exact(32 * W))
+    {
+        scalar_row::<W>(xc, &mut xf, get);
+        scalar_row::<W>(yc, &mut yf, get);
+        for j in 0..4 {
+            for l in 0..8 {
+                s[j][l] = xf[8 * j + l].mul_add(yf[8 * j + l], s[j][l]);
+            }
+        }
+    }
+    s
+}
+
 #[inline(always)]
 fn f16_at(b: &[u8], i: usize) -> f32 {
     f16_to_f32(le_u16(b, 2 * i))
@@ -416,18 +451,7 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 #[inline(always)]
 pub(crate) fn f16_dot(x: &[u8], y: &[u8], n: usize) -> f32 {
     let np = n & !31;
-    let mut s = [[0f32; 8]; 4];
-    for (xc, yc) in x[..2 * np]
-        .chunks_exact(64)
-        .zip(y[..2 * np].chunks_exact(64))
-    {
-        for j in 0..4 {
-            for l in 0..8 {
-                let i = 8 * j + l;
-                s[j][l] = f16_at(xc, i).mul_add(f16_at(yc, i), s[j][l]);
-            }
-        }
-    }
+    let s = fma_chunks::<2>(x, y, np, |b| f16_to_f32(u16::from_le_bytes(b)));
     let mut sumf = reduce4x8(&s) as f64;
     for i in np..n {
         sumf += (f16_at(x, i) * f16_at(y, i)) as f64;
@@ -440,18 +464,7 @@ pub(crate) fn f16_dot(x: &[u8], y: &[u8], n: usize) -> f32 {
 pub(crate) fn bf16_dot(x: &[u8], y: &[u8], n: usize) -> f32 {
     let bf = |b: &[u8], i: usize| bf16_to_f32(le_u16(b, 2 * i));
     let np = n & !31;
-    let mut c = [[0f32; 8]; 4];
-    for (xc, yc) in x[..2 * np]
-        .chunks_exact(64)
-        .zip(y[..2 * np].chunks_exact(64))
-    {
-        for j in 0..4 {
-            for l in 0..8 {
-                let i = 8 * j + l;
-                c[j][l] = bf(xc, i).mul_add(bf(yc, i), c[j][l]);
-            }
-        }
-    }
+    let c = fma_chunks::<2>(x, y, np, |b| bf16_to_f32(u16::from_le_bytes(b)));
     let mut sumf = 0f64;
     if np > 0 {
         let mut v = [0f32; 8];
