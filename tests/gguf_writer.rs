@@ -128,6 +128,14 @@ fn round_trip_field_for_field() {
         assert_eq!(c.row(5), &c.data[100..120]);
         assert_eq!(f.tensor("e.scalar").unwrap().data.len(), 4);
         assert!(f.tensor("f.empty").unwrap().data.is_empty());
+        // GGUF v2 has the same layout (64-bit counts); only the version differs.
+        let mut v2 = std::fs::read(&out).unwrap();
+        v2[4..8].copy_from_slice(&2u32.to_le_bytes());
+        let f2 = GgufFile::from_bytes(v2).unwrap();
+        assert_eq!(
+            (f2.version(), f2.metadata(), f2.tensors()),
+            (2, f.metadata(), f.tensors())
+        );
         // The file ends with the last tensor's padding.
         let last = f.tensors().last().unwrap();
         let a = u64::from(f.alignment());
@@ -208,13 +216,9 @@ fn failed_write_leaves_nothing() {
 }
 
 fn quants() -> Vec<GgmlType> {
+    use GgmlType::*;
     vec![
-        GgmlType::F32,
-        GgmlType::F16,
-        GgmlType::BF16,
-        GgmlType::Q8_0,
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
+        F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2K, Q3K, Q4K, Q5K, Q6K,
     ]
 }
 
@@ -275,6 +279,11 @@ fn presets_are_deterministic_per_seed() {
     assert_eq!(a.len(), c.len());
     assert_ne!(a, c);
     assert!(Preset::parse("tiny-LLAMA").is_ok());
+    // Activation-only formats are refused, and nothing is left behind.
+    let err = presets::write_preset(Preset::TinyLlama, GgmlType::Q8K, 0, &dir.path("k.gguf"))
+        .unwrap_err();
+    assert!(err.to_string().contains("q8_K"), "{err}");
+    assert!(!dir.path("k.gguf").exists());
     assert!(Preset::parse("huge")
         .unwrap_err()
         .to_string()

@@ -13,7 +13,8 @@ pub struct Args {
     /// tiny-llama, tiny-gpt2 or llama2-7b-shape.
     #[arg(long)]
     pub preset: String,
-    /// Type of the 2-D weight matrices (f32, f16, bf16, q8_0, q4_0, q4_1, ...); norms and biases stay f32.
+    /// Type of the 2-D weight matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K..q6_K);
+    /// norms and biases stay f32.
     #[arg(long, default_value = "q8_0")]
     pub quant: String,
     /// Seed of the weight generator; the same seed gives the same file.
@@ -28,7 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let preset = Preset::parse(&args.preset)?;
     let quant = GgmlType::parse_name(&args.quant).ok_or_else(|| {
         anyhow::anyhow!(
-            "unknown tensor type '{}' (try f32, f16, q8_0, q4_0, q4_1)",
+            "unknown tensor type '{}' (try f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)",
             args.quant
         )
     })?;

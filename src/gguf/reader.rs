@@ -28,10 +28,11 @@ const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 4 + 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("{}: {source}", path.display())]
+    // The I/O error is part of the message, not a `source`, so a printed chain names it once.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The bytes do not form a valid GGUF file.
     #[error("{field} at byte {offset}: {msg}")]
@@ -331,9 +332,9 @@ impl fmt::Debug for GgufFile {
 impl GgufFile {
     /// Maps and validates a file.
     pub fn open(path: &Path) -> Result<GgufFile, GgufError> {
-        let io = |source| GgufError::Io {
+        let io = |error| GgufError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();

@@ -200,9 +200,9 @@ impl GgufWriter {
         F: FnMut(&TensorInfo, &mut [u8]) -> Result<(), GgufError>,
     {
         let tmp = temp_path(path);
-        let io = |source| GgufError::Io {
+        let io = |error| GgufError::Io {
             path: tmp.clone(),
-            source,
+            error,
         };
         let result = (|| {
             let file = File::create(&tmp).map_err(io)?;
@@ -229,9 +229,9 @@ impl GgufWriter {
             let file = w.into_inner().map_err(|e| io(e.into_error()))?;
             file.sync_all().map_err(io)?;
             drop(file);
-            fs::rename(&tmp, path).map_err(|source| GgufError::Io {
+            fs::rename(&tmp, path).map_err(|error| GgufError::Io {
                 path: path.to_path_buf(),
-                source,
+                error,
             })
         })();
         if result.is_err() {

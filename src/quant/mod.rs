@@ -1,6 +1,34 @@
 //! ggml tensor types and their block formats.
 //!
 //! Ids, block sizes and byte sizes follow ggml.h / ggml.c (`type_traits`) of the pinned tree.
+//!
+//! The codecs reproduce ggml bit for bit (tests/quant_ggml.rs proves them against ggml itself
+//! through `llamacpp::ggml`):
+//! - [`dequantize_row`]: `type_traits[ty].to_float` (ggml-quants.c `dequantize_row_*`);
+//! - [`quantize_row`]: `type_traits[ty].from_float_ref`, how ggml writes weights;
+//! - [`quantize_activation`]: `type_traits_cpu[ty].from_float` as compiled for x86-64-v3, how a
+//!   CPU matmul rounds its activations;
+//! - [`vec_dot`]: `type_traits_cpu[ty].vec_dot`, the CPU matmul's row dot product;
+//! - [`dot_exact`]: a dot of the dequantized weights with f32 activations, accumulated in f64.
+//!
+//! The row functions used inside matmuls ([`dequantize_row`], [`dot_exact`], [`vec_dot`]) run a
+//! copy compiled for AVX2/FMA/F16C when the CPU has them; both copies give identical bits
+//! (`f32::mul_add` is a fused multiply-add either way).
+
+// The codecs index their blocks the way the C they reproduce does.
+#[allow(clippy::needless_range_loop)]
+mod activation;
+#[allow(clippy::needless_range_loop)]
+mod dequant;
+#[allow(clippy::needless_range_loop)]
+mod exact;
+mod fp;
+#[allow(clippy::needless_range_loop)]
+mod quantize;
+#[allow(clippy::needless_range_loop)]
+mod vecdot;
+
+pub use fp::{f16_to_f32, f32_to_bf16, f32_to_f16_ggml};
 
 use std::fmt;
 
@@ -192,4 +220,371 @@ impl fmt::Display for GgmlType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Why a quantization routine refused its input. Every message names the type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantError {
+    #[error("{ty}: {op} is not supported for this type")]
+    Unsupported { ty: GgmlType, op: &'static str },
+    #[error("{ty}: {n} elements is not a whole number of {block}-element blocks")]
+    PartialBlock {
+        ty: GgmlType,
+        n: usize,
+        block: usize,
+    },
+    #[error("{ty}: {what} has {got} bytes, but {n} elements take {expected}")]
+    ByteLength {
+        ty: GgmlType,
+        what: &'static str,
+        n: usize,
+        expected: usize,
+        got: usize,
+    },
+    #[error("{ty}: {what} has {got} elements, expected {expected}")]
+    ElementCount {
+        ty: GgmlType,
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+}
+
+/// Bytes of `n` elements of `ty`, or the error naming the partial block.
+fn row_bytes(ty: GgmlType, n: usize) -> Result<usize, QuantError> {
+    ty.row_size(n).ok_or(QuantError::PartialBlock {
+        ty,
+        n,
+        block: ty.block_size(),
+    })
+}
+
+fn check_bytes(ty: GgmlType, what: &'static str, n: usize, got: usize) -> Result<(), QuantError> {
+    let expected = row_bytes(ty, n)?;
+    if got != expected {
+        return Err(QuantError::ByteLength {
+            ty,
+            what,
+            n,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// Whether the AVX2/FMA/F16C copies of the hot loops can run here.
+#[inline]
+fn has_v3() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Compiles `$body` twice, once for the baseline and once for x86-64-v3, and picks at run time.
+macro_rules! multiversion {
+    (fn $name:ident($($arg:ident: $t:ty),*) -> $ret:ty $body:block) => {
+        #[inline]
+        fn $name($($arg: $t),*) -> $ret {
+            #[inline(always)]
+            fn generic($($arg: $t),*) -> $ret $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn v3($($arg: $t),*) -> $ret {
+                generic($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            if has_v3() {
+                // SAFETY: the CPU supports the features `v3` was compiled for.
+                return unsafe { v3($($arg),*) };
+            }
+            generic($($arg),*)
+        }
+    };
+}
+
+fn can_dequantize(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(
+        ty,
+        F32 | F16
+            | BF16
+            | Q4_0
+            | Q4_1
+            | Q5_0
+            | Q5_1
+            | Q8_0
+            | Q8_1
+            | Q2K
+            | Q3K
+            | Q4K
+            | Q5K
+            | Q6K
+            | Q8K
+    )
+}
+
+multiversion! {
+    fn dequantize_dispatch(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> () {
+        use GgmlType::*;
+        match ty {
+            F32 => dequant::row_f32(src, dst),
+            F16 => dequant::row_f16(src, dst),
+            BF16 => dequant::row_bf16(src, dst),
+            Q4_0 => dequant::row::<dequant::Q4_0>(src, dst),
+            Q4_1 => dequant::row::<dequant::Q4_1>(src, dst),
+            Q5_0 => dequant::row::<dequant::Q5_0>(src, dst),
+            Q5_1 => dequant::row::<dequant::Q5_1>(src, dst),
+            Q8_0 => dequant::row::<dequant::Q8_0>(src, dst),
+            Q8_1 => dequant::row::<dequant::Q8_1>(src, dst),
+            Q2K => dequant::row::<dequant::Q2K>(src, dst),
+            Q3K => dequant::row::<dequant::Q3K>(src, dst),
+            Q4K => dequant::row::<dequant::Q4K>(src, dst),
+            Q5K => dequant::row::<dequant::Q5K>(src, dst),
+            Q6K => dequant::row::<dequant::Q6K>(src, dst),
+            Q8K => dequant::row::<dequant::Q8K>(src, dst),
+            I8 | I16 | I32 | I64 | F64 => {}
+        }
+    }
+}
+
+/// Decodes `dst.len()` elements from exactly `row_size(dst.len())` bytes, as ggml's `to_float`.
+///
+/// F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K match ggml bit for bit; Q8_1 and
+/// Q8_K (which ggml never dequantizes) are `d * q`.
+pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    if !can_dequantize(ty) {
+        return Err(QuantError::Unsupported {
+            ty,
+            op: "dequantize",
+        });
+    }
+    check_bytes(ty, "source row", dst.len(), src.len())?;
+    dequantize_dispatch(ty, src, dst);
+    Ok(())
+}
+
+/// ggml's reference quantizer (ggml-quants.c `quantize_row_*_ref`, `from_float_ref`): how ggml
+/// writes weights. `dst` must be exactly `row_size(src.len())` bytes.
+///
+/// Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
+/// and Q8_K.
+pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    use GgmlType::*;
+    let per_block: fn(&[f32], &mut [u8]) = match ty {
+        F32 => return fill_row(ty, src, dst, quantize::row_f32),
+        F16 => return fill_row(ty, src, dst, quantize::row_f16),
+        BF16 => return fill_row(ty, src, dst, quantize::row_bf16),
+        Q4_0 => quantize::q4_0,
+        Q4_1 => quantize::q4_1,
+        Q5_0 => quantize::q5_0,
+        Q5_1 => quantize::q5_1,
+        Q8_0 => quantize::q8_0,
+        Q8_1 => quantize::q8_1,
+        Q2K => quantize::q2_k,
+        Q3K => quantize::q3_k,
+        Q4K => quantize::q4_k,
+        Q5K => quantize::q5_k,
+        Q6K => quantize::q6_k,
+        Q8K => quantize::q8_k,
+        I8 | I16 | I32 | I64 | F64 => return Err(QuantError::Unsupported { ty, op: "quantize" }),
+    };
+    blocks_row(ty, src, dst, per_block)
+}
+
+fn fill_row(
+    ty: GgmlType,
+    src: &[f32],
+    dst: &mut [u8],
+    f: fn(&[f32], &mut [u8]),
+) -> Result<(), QuantError> {
+    check_bytes(ty, "destination row", src.len(), dst.len())?;
+    f(src, dst);
+    Ok(())
+}
+
+fn blocks_row(
+    ty: GgmlType,
+    src: &[f32],
+    dst: &mut [u8],
+    f: fn(&[f32], &mut [u8]),
+) -> Result<(), QuantError> {
+    check_bytes(ty, "destination row", src.len(), dst.len())?;
+    for (x, y) in src
+        .chunks_exact(ty.block_size())
+        .zip(dst.chunks_exact_mut(ty.type_size()))
+    {
+        f(x, y);
+    }
+    Ok(())
+}
+
+/// The CPU backend's activation quantizer, `type_traits_cpu[ty].from_float` as compiled here
+/// (x86-64-v3: AVX2, F16C, FMA): what a matmul does to its activations before `vec_dot`.
+///
+/// Q8_0 and Q8_1 follow the AVX2 code of ggml-cpu/arch/x86/quants.c, F16 uses F16C for whole
+/// groups of four, and the other types call their `_ref` quantizer as ggml does.
+pub fn quantize_activation(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    use GgmlType::*;
+    match ty {
+        Q8_0 => blocks_row(ty, src, dst, activation::q8_0),
+        Q8_1 => blocks_row(ty, src, dst, activation::q8_1),
+        F16 => fill_row(ty, src, dst, activation::row_f16),
+        _ => quantize_row(ty, src, dst),
+    }
+}
+
+/// `type_traits_cpu[weight].vec_dot_type`: the type activations are quantized to before a dot
+/// with a `weight` row. Types without a CPU dot product have ggml's zero entry, F32.
+pub fn vec_dot_type(weight: GgmlType) -> GgmlType {
+    use GgmlType::*;
+    match weight {
+        F16 => F16,
+        BF16 => BF16,
+        Q4_0 | Q5_0 | Q8_0 => Q8_0,
+        Q4_1 | Q5_1 | Q8_1 => Q8_1,
+        Q2K | Q3K | Q4K | Q5K | Q6K => Q8K,
+        F32 | Q8K | I8 | I16 | I32 | I64 | F64 => F32,
+    }
+}
+
+multiversion! {
+    fn vec_dot_dispatch(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
+        use GgmlType::*;
+        match ty {
+            F32 => vecdot::f32_dot(w, a, n),
+            F16 => vecdot::f16_dot(w, a, n),
+            BF16 => vecdot::bf16_dot(w, a, n),
+            Q4_0 => vecdot::q4_0(w, a),
+            Q4_1 => vecdot::q4_1(w, a),
+            Q5_0 => vecdot::q5_0(w, a),
+            Q5_1 => vecdot::q5_1(w, a),
+            Q8_0 => vecdot::q8_0(w, a),
+            Q2K => vecdot::q2_k(w, a),
+            Q3K => vecdot::q3_k(w, a),
+            Q4K => vecdot::q4_k(w, a),
+            Q5K => vecdot::q5_k(w, a),
+            Q6K => vecdot::q6_k(w, a),
+            Q8_1 | Q8K | I8 | I16 | I32 | I64 | F64 => 0.0,
+        }
+    }
+}
+
+/// ggml's CPU dot product (`type_traits_cpu[ty].vec_dot`) of a weight row with an activation
+/// row already quantized to [`vec_dot_type`]`(ty)` (e.g. by [`quantize_activation`]).
+///
+/// Supported weight types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K. Each
+/// kernel mirrors the AVX2 code of its ggml function (see `vecdot.rs`) and reproduces it bit
+/// for bit.
+pub fn vec_dot(
+    ty: GgmlType,
+    weight_row: &[u8],
+    act_row: &[u8],
+    n: usize,
+) -> Result<f32, QuantError> {
+    use GgmlType::*;
+    if matches!(ty, Q8_1 | Q8K | I8 | I16 | I32 | I64 | F64) {
+        return Err(QuantError::Unsupported { ty, op: "vec_dot" });
+    }
+    check_bytes(ty, "weight row", n, weight_row.len())?;
+    let act_ty = vec_dot_type(ty);
+    let expected = row_bytes(act_ty, n)?;
+    if act_row.len() != expected {
+        return Err(QuantError::ByteLength {
+            ty,
+            what: "activation row",
+            n,
+            expected,
+            got: act_row.len(),
+        });
+    }
+    Ok(vec_dot_dispatch(ty, weight_row, act_row, n))
+}
+
+/// Runs [`dot_exact_rows`] with the AVX2 accumulator where the CPU has it.
+#[inline]
+fn dot_exact_dispatch(ty: GgmlType, w: &[u8], x: &[f32]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn v3(ty: GgmlType, w: &[u8], x: &[f32]) -> f64 {
+            dot_exact_rows::<exact::Avx2>(ty, w, x)
+        }
+        if has_v3() {
+            // SAFETY: the CPU supports the features `v3` was compiled for.
+            return unsafe { v3(ty, w, x) };
+        }
+    }
+    dot_exact_rows::<exact::Portable>(ty, w, x)
+}
+
+#[inline(always)]
+fn dot_exact_rows<A: exact::Accumulate>(ty: GgmlType, w: &[u8], x: &[f32]) -> f64 {
+    use GgmlType::*;
+    match ty {
+        F32 => exact::f32_row::<A>(w, x),
+        F16 => exact::f16_row::<A>(w, x),
+        BF16 => exact::bf16_row::<A>(w, x),
+        Q4_0 => exact::blocks::<dequant::Q4_0, A>(w, x),
+        Q4_1 => exact::blocks::<dequant::Q4_1, A>(w, x),
+        Q5_0 => exact::blocks::<dequant::Q5_0, A>(w, x),
+        Q5_1 => exact::blocks::<dequant::Q5_1, A>(w, x),
+        Q8_0 => exact::blocks::<dequant::Q8_0, A>(w, x),
+        Q8_1 => exact::blocks::<dequant::Q8_1, A>(w, x),
+        Q2K => exact::blocks::<dequant::Q2K, A>(w, x),
+        Q3K => exact::blocks::<dequant::Q3K, A>(w, x),
+        Q4K => exact::blocks::<dequant::Q4K, A>(w, x),
+        Q5K => exact::blocks::<dequant::Q5K, A>(w, x),
+        Q6K => exact::blocks::<dequant::Q6K, A>(w, x),
+        Q8K => exact::blocks::<dequant::Q8K, A>(w, x),
+        I8 | I16 | I32 | I64 | F64 => 0.0,
+    }
+}
+
+/// [`dot_exact_f64`] through the portable accumulator only, whatever the CPU: lets tests check
+/// that both accumulators give the same bits.
+#[doc(hidden)]
+pub fn dot_exact_f64_portable(
+    ty: GgmlType,
+    weight_row: &[u8],
+    x: &[f32],
+) -> Result<f64, QuantError> {
+    if !can_dequantize(ty) {
+        return Err(QuantError::Unsupported {
+            ty,
+            op: "dot_exact",
+        });
+    }
+    check_bytes(ty, "weight row", x.len(), weight_row.len())?;
+    Ok(dot_exact_rows::<exact::Portable>(ty, weight_row, x))
+}
+
+/// Dot of a weight row (dequantized block by block exactly as [`dequantize_row`], into a stack
+/// buffer) with f32 `x`, the products and their sum in f64, rounded once to f32 at the end.
+/// `weight_row` must be exactly `row_size(x.len())` bytes.
+#[inline]
+pub fn dot_exact(ty: GgmlType, weight_row: &[u8], x: &[f32]) -> Result<f32, QuantError> {
+    dot_exact_f64(ty, weight_row, x).map(|v| v as f32)
+}
+
+/// [`dot_exact`] before the final rounding to f32.
+#[inline]
+pub fn dot_exact_f64(ty: GgmlType, weight_row: &[u8], x: &[f32]) -> Result<f64, QuantError> {
+    if !can_dequantize(ty) {
+        return Err(QuantError::Unsupported {
+            ty,
+            op: "dot_exact",
+        });
+    }
+    check_bytes(ty, "weight row", x.len(), weight_row.len())?;
+    Ok(dot_exact_dispatch(ty, weight_row, x))
 }
