@@ -13,7 +13,15 @@
 //!
 //! The row functions used inside matmuls ([`dequantize_row`], [`dot_exact`], [`vec_dot`]) run a
 //! copy compiled for AVX2/FMA/F16C when the CPU has them; both copies give identical bits
-//! (`f32::mul_add` is a fused multiply-add either way).
+//! (`f32::mul_add` is a fused multiply-add either way, and the explicit AVX2 sequences compute
+//! the same integers and exact products as the portable code; the tests check both).
+//!
+//! One thing is outside "bit for bit": which NaN comes out when two NaNs meet in one
+//! operation. x86 returns the first operand's, but neither GCC nor LLVM promises to keep the
+//! operand order of `+`, so ggml's own answer there is an accident of its compilation. The
+//! dequantizers spell that rule out for NaN block offsets (tested); the quantizers and
+//! `vec_dot` match ggml for NaNs without payload (`f32::NAN`, what arithmetic produces) but
+//! not necessarily for arbitrary payloads in the input.
 
 // The codecs index their blocks the way the C they reproduce does.
 #[allow(clippy::needless_range_loop)]

@@ -5,9 +5,10 @@
 //! `_mm256_sign_epi8` trick, under which an activation of -128 facing a negative weight is
 //! multiplied as -128, not +128), each 8-lane float accumulator is updated with a fused
 //! multiply-add in the same order, and the final horizontal sums follow `hsum_float_8` and
-//! friends. None of the integer sums can saturate for these formats (`maddubs` pairs stay far
-//! below 2^15), so saturation is not modelled. With these choices the kernels reproduce ggml
-//! bit for bit; the tests in tests/quant_ggml.rs check that on random rows.
+//! friends. No summation order differs from ggml's. None of the integer sums can saturate for
+//! these formats (`maddubs` pairs stay far below 2^15), so saturation is not modelled. With
+//! these choices the kernels reproduce ggml bit for bit; tests/quant_ggml.rs checks that on
+//! random rows (realistic ones, and raw random bytes with finite scales), for both [`Isa`]s.
 
 use super::dequant::{
     crumbs, five_bits, q3k_scales, q5k_quants, q6k_quants, scalar_row, scale_min_k4,
