@@ -414,6 +414,13 @@ fn vec_dot_matches_ggml() {
                 };
                 let expected = ggml::vec_dot(ty, n, &w, &a).expect("ggml vec_dot");
                 let ours = quant::vec_dot(ty, &w, &a, n).expect("vec_dot");
+                // The portable integer code (used on CPUs without AVX2) must agree too.
+                let portable = quant::vec_dot_portable(ty, &w, &a, n).expect("vec_dot_portable");
+                assert_eq!(
+                    portable.to_bits(),
+                    ours.to_bits(),
+                    "{ty} n={n}: portable {portable:e}, simd {ours:e}"
+                );
                 rows += 1;
                 if ours.to_bits() == expected.to_bits() {
                     exact += 1;

@@ -38,15 +38,72 @@ pub(crate) fn nibbles(qs: &[u8]) -> [u8; 32] {
     q
 }
 
+/// Low nibbles then high nibbles of 32 bytes (Q4_K: two sub-blocks of 32).
+#[inline(always)]
+pub(crate) fn nibbles_32(qs: &[u8]) -> [u8; 64] {
+    let qs = &qs[..32];
+    let mut q = [0u8; 64];
+    for j in 0..32 {
+        q[j] = qs[j] & 0x0F;
+        q[j + 32] = qs[j] >> 4;
+    }
+    q
+}
+
+/// Runs `f` out of line: for the rare blocks whose offsets may be NaN, redone carefully.
+#[cold]
+#[inline(never)]
+fn cold(f: impl FnOnce()) {
+    f()
+}
+
+/// `y[i] = q[i]*d + m` (`SUB`: `d*q[i] - m`), each a multiply then an add as in the C.
+///
+/// When both the product and `m` are NaN, x86 returns the first operand's NaN; LLVM does not
+/// promise which operand of `+` it puts first, so when `m` is NaN that rule is spelled out.
+/// (If the product is not NaN, `m` is the only NaN and is what either order returns.)
+/// `CAREFUL` is false where the caller has checked, once per block, that `m` cannot be NaN:
+/// the common case gets a loop without the test.
+#[inline(always)]
+fn affine<const SUB: bool, const CAREFUL: bool>(q: &[u8], d: f32, m: f32, y: &mut [f32]) {
+    if CAREFUL && m.is_nan() {
+        for (o, &v) in y.iter_mut().zip(q) {
+            let p = v as f32 * d;
+            *o = if p.is_nan() { p } else { m };
+        }
+    } else if SUB {
+        for (o, &v) in y.iter_mut().zip(q) {
+            *o = d * v as f32 - m;
+        }
+    } else {
+        for (o, &v) in y.iter_mut().zip(q) {
+            *o = v as f32 * d + m;
+        }
+    }
+}
+
 /// Nibbles plus the fifth bit of element `j` from bit `j` of `qh` (Q5_0, Q5_1).
 #[inline(always)]
 pub(crate) fn five_bits(qs: &[u8], qh: u32) -> [u8; 32] {
+    const BIT: [u8; 32] = {
+        let mut b = [0u8; 32];
+        let mut j = 0;
+        while j < 32 {
+            b[j] = 1 << (j % 8);
+            j += 1;
+        }
+        b
+    };
     let mut q = nibbles(qs);
     let qhb = qh.to_le_bytes();
-    // Byte j/8, bit j%8: the shape of ggml's `bytes_from_bits_32`, which vectorizes as
-    // shuffle + and + compare rather than 32 variable shifts.
-    for (j, v) in q.iter_mut().enumerate() {
-        *v |= ((qhb[j >> 3] & (1 << (j & 7)) != 0) as u8) << 4;
+    // Spread byte j/8 to lane j, then test bit j%8 with a constant mask: the shape of ggml's
+    // `bytes_from_bits_32` (shuffle, and, compare) instead of 32 different shifts.
+    let mut spread = [0u8; 32];
+    for (j, e) in spread.iter_mut().enumerate() {
+        *e = qhb[j >> 3];
+    }
+    for j in 0..32 {
+        q[j] |= ((spread[j] & BIT[j] != 0) as u8) << 4;
     }
     q
 }
@@ -90,8 +147,9 @@ impl Block for Q4_1 {
         let m = h(b, 2);
         let q = nibbles(&b[4..20]);
         let y = &mut y[..32];
-        for j in 0..32 {
-            y[j] = q[j] as f32 * d + m;
+        affine::<false, false>(&q, d, m, y);
+        if m.is_nan() {
+            cold(|| affine::<false, true>(&q, d, m, y));
         }
     }
 }
@@ -119,8 +177,9 @@ impl Block for Q5_1 {
         let m = h(b, 2);
         let q = five_bits(&b[8..24], le_u32(b, 4));
         let y = &mut y[..32];
-        for j in 0..32 {
-            y[j] = q[j] as f32 * d + m;
+        affine::<false, false>(&q, d, m, y);
+        if m.is_nan() {
+            cold(|| affine::<false, true>(&q, d, m, y));
         }
     }
 }
@@ -155,24 +214,32 @@ impl Block for Q8_1 {
     }
 }
 
+#[inline(always)]
+fn q2k_body<const CAREFUL: bool>(b: &[u8], y: &mut [f32]) {
+    let scales = &b[0..16];
+    let q = crumbs(&b[16..80]);
+    let d = h(b, 80);
+    let min = h(b, 82);
+    let y = &mut y[..256];
+    // Scale `is` covers elements 16*is..16*is+16.
+    for is in 0..16 {
+        let sc = scales[is];
+        let dl = d * (sc & 0xF) as f32;
+        let ml = min * (sc >> 4) as f32;
+        let r = 16 * is..16 * is + 16;
+        affine::<true, CAREFUL>(&q[r.clone()], dl, ml, &mut y[r]);
+    }
+}
+
 impl Block for Q2K {
     const QK: usize = 256;
     const BYTES: usize = 84;
     #[inline(always)]
     fn dequant(b: &[u8], y: &mut [f32]) {
-        let scales = &b[0..16];
-        let q = crumbs(&b[16..80]);
-        let d = h(b, 80);
-        let min = h(b, 82);
-        let y = &mut y[..256];
-        // Scale `is` covers elements 16*is..16*is+16.
-        for is in 0..16 {
-            let sc = scales[is];
-            let dl = d * (sc & 0xF) as f32;
-            let ml = min * (sc >> 4) as f32;
-            for l in 16 * is..16 * is + 16 {
-                y[l] = dl * q[l] as f32 - ml;
-            }
+        // A finite `min` times a small integer is finite: no NaN offsets in this block.
+        q2k_body::<false>(b, y);
+        if !h(b, 82).is_finite() {
+            cold(|| q2k_body::<true>(b, y));
         }
     }
 }
@@ -257,28 +324,32 @@ impl Block for Q4K {
     const BYTES: usize = 144;
     #[inline(always)]
     fn dequant(b: &[u8], y: &mut [f32]) {
-        let d = h(b, 0);
-        let min = h(b, 2);
-        let scales = &b[4..16];
         let qs = &b[16..144];
-        let y = &mut y[..256];
+        let mut q = [0u8; 256];
         for j in 0..4 {
-            let (sc, m) = scale_min_k4(2 * j, scales);
-            let d1 = d * sc as f32;
-            let m1 = min * m as f32;
-            let (sc, m) = scale_min_k4(2 * j + 1, scales);
-            let d2 = d * sc as f32;
-            let m2 = min * m as f32;
-            let q = &qs[32 * j..32 * j + 32];
-            let out = &mut y[64 * j..64 * j + 64];
-            for l in 0..32 {
-                out[l] = d1 * (q[l] & 0xF) as f32 - m1;
-            }
-            for l in 0..32 {
-                out[32 + l] = d2 * (q[l] >> 4) as f32 - m2;
-            }
+            q[64 * j..64 * j + 64].copy_from_slice(&nibbles_32(&qs[32 * j..32 * j + 32]));
+        }
+        k4_dequant(b, &q, y);
+    }
+}
+
+/// Q5_K quants in element order (0..32): element `64j + 32h + l` is nibble `h` of
+/// `qs[32j + l]` plus 16 times bit `2j + h` of `qh[l]`.
+#[inline(always)]
+pub(crate) fn q5k_quants(qh: &[u8], qs: &[u8]) -> [u8; 256] {
+    let qh = &qh[..32];
+    let mut q = [0u8; 256];
+    for j in 0..4 {
+        let ql = &qs[32 * j..32 * j + 32];
+        let out = &mut q[64 * j..64 * j + 64];
+        // Constant masks rather than shifts by `2j`: compare-and-select vectorizes on bytes.
+        let (m0, m1) = (1u8 << (2 * j), 2u8 << (2 * j));
+        for l in 0..32 {
+            out[l] = (ql[l] & 0xF) | (((qh[l] & m0 != 0) as u8) << 4);
+            out[32 + l] = (ql[l] >> 4) | (((qh[l] & m1 != 0) as u8) << 4);
         }
     }
+    q
 }
 
 impl Block for Q5K {
@@ -286,33 +357,38 @@ impl Block for Q5K {
     const BYTES: usize = 176;
     #[inline(always)]
     fn dequant(b: &[u8], y: &mut [f32]) {
-        let d = h(b, 0);
-        let min = h(b, 2);
-        let scales = &b[4..16];
-        let qh = &b[16..48];
-        let qs = &b[48..176];
-        let y = &mut y[..256];
-        for j in 0..4 {
-            let (sc, m) = scale_min_k4(2 * j, scales);
-            let d1 = d * sc as f32;
-            let m1 = min * m as f32;
-            let (sc, m) = scale_min_k4(2 * j + 1, scales);
-            let d2 = d * sc as f32;
-            let m2 = min * m as f32;
-            let ql = &qs[32 * j..32 * j + 32];
-            let mut q = [0u8; 64];
-            for l in 0..32 {
-                q[l] = (ql[l] & 0xF) | (((qh[l] >> (2 * j)) & 1) << 4);
-                q[32 + l] = (ql[l] >> 4) | (((qh[l] >> (2 * j + 1)) & 1) << 4);
-            }
-            let out = &mut y[64 * j..64 * j + 64];
-            for l in 0..32 {
-                out[l] = d1 * q[l] as f32 - m1;
-            }
-            for l in 0..32 {
-                out[32 + l] = d2 * q[32 + l] as f32 - m2;
-            }
-        }
+        k4_dequant(b, &q5k_quants(&b[16..48], &b[48..176]), y);
+    }
+}
+
+/// Q4_K and Q5_K from their quants in element order: `d1 * q - m1` per sub-block of 32, with
+/// `d`, `dmin` and the packed scales at the start of the block.
+#[inline(always)]
+fn k4_dequant(b: &[u8], q: &[u8; 256], y: &mut [f32]) {
+    // A finite `dmin` times a 6-bit integer is finite: no NaN offsets in this block.
+    k4_body::<false>(b, q, y);
+    if !h(b, 2).is_finite() {
+        cold(|| k4_body::<true>(b, q, y));
+    }
+}
+
+#[inline(always)]
+fn k4_body<const CAREFUL: bool>(b: &[u8], q: &[u8; 256], y: &mut [f32]) {
+    let d = h(b, 0);
+    let min = h(b, 2);
+    let scales = &b[4..16];
+    let y = &mut y[..256];
+    for j in 0..4 {
+        let (sc, m) = scale_min_k4(2 * j, scales);
+        let d1 = d * sc as f32;
+        let m1 = min * m as f32;
+        let (sc, m) = scale_min_k4(2 * j + 1, scales);
+        let d2 = d * sc as f32;
+        let m2 = min * m as f32;
+        let q = &q[64 * j..64 * j + 64];
+        let (lo, hi) = y[64 * j..64 * j + 64].split_at_mut(32);
+        affine::<true, CAREFUL>(&q[..32], d1, m1, lo);
+        affine::<true, CAREFUL>(&q[32..], d2, m2, hi);
     }
 }
 

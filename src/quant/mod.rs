@@ -13,7 +13,15 @@
 //!
 //! The row functions used inside matmuls ([`dequantize_row`], [`dot_exact`], [`vec_dot`]) run a
 //! copy compiled for AVX2/FMA/F16C when the CPU has them; both copies give identical bits
-//! (`f32::mul_add` is a fused multiply-add either way).
+//! (`f32::mul_add` is a fused multiply-add either way, and the explicit AVX2 sequences compute
+//! the same integers and exact products as the portable code; the tests check both).
+//!
+//! One thing is outside "bit for bit": which NaN comes out when two NaNs meet in one
+//! operation. x86 returns the first operand's, but neither GCC nor LLVM promises to keep the
+//! operand order of `+`, so ggml's own answer there is an accident of its compilation. The
+//! dequantizers spell that rule out for NaN block offsets (tested); the quantizers and
+//! `vec_dot` match ggml for NaNs without payload (`f32::NAN`, what arithmetic produces) but
+//! not necessarily for arbitrary payloads in the input.
 
 // The codecs index their blocks the way the C they reproduce does.
 #[allow(clippy::needless_range_loop)]
@@ -457,40 +465,50 @@ pub fn vec_dot_type(weight: GgmlType) -> GgmlType {
     }
 }
 
-multiversion! {
-    fn vec_dot_dispatch(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
-        use GgmlType::*;
-        match ty {
-            F32 => vecdot::f32_dot(w, a, n),
-            F16 => vecdot::f16_dot(w, a, n),
-            BF16 => vecdot::bf16_dot(w, a, n),
-            Q4_0 => vecdot::q4_0(w, a),
-            Q4_1 => vecdot::q4_1(w, a),
-            Q5_0 => vecdot::q5_0(w, a),
-            Q5_1 => vecdot::q5_1(w, a),
-            Q8_0 => vecdot::q8_0(w, a),
-            Q2K => vecdot::q2_k(w, a),
-            Q3K => vecdot::q3_k(w, a),
-            Q4K => vecdot::q4_k(w, a),
-            Q5K => vecdot::q5_k(w, a),
-            Q6K => vecdot::q6_k(w, a),
-            Q8_1 | Q8K | I8 | I16 | I32 | I64 | F64 => 0.0,
+/// Runs [`vec_dot_rows`] with ggml's AVX2 integer sequences where the CPU has them.
+#[inline]
+fn vec_dot_dispatch(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn v3(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
+            vec_dot_rows::<vecdot::Avx2>(ty, w, a, n)
         }
+        if has_v3() {
+            // SAFETY: the CPU supports the features `v3` was compiled for.
+            return unsafe { v3(ty, w, a, n) };
+        }
+    }
+    vec_dot_rows::<vecdot::Portable>(ty, w, a, n)
+}
+
+#[inline(always)]
+fn vec_dot_rows<I: vecdot::Isa>(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f32 {
+    use GgmlType::*;
+    match ty {
+        F32 => vecdot::f32_dot(w, a, n),
+        F16 => vecdot::f16_dot(w, a, n),
+        BF16 => vecdot::bf16_dot(w, a, n),
+        Q4_0 => vecdot::q4_0::<I>(w, a),
+        Q4_1 => vecdot::q4_1::<I>(w, a),
+        Q5_0 => vecdot::q5_0::<I>(w, a),
+        Q5_1 => vecdot::q5_1::<I>(w, a),
+        Q8_0 => vecdot::q8_0::<I>(w, a),
+        Q2K => vecdot::q2_k::<I>(w, a),
+        Q3K => vecdot::q3_k::<I>(w, a),
+        Q4K => vecdot::q4_k::<I>(w, a),
+        Q5K => vecdot::q5_k::<I>(w, a),
+        Q6K => vecdot::q6_k::<I>(w, a),
+        Q8_1 | Q8K | I8 | I16 | I32 | I64 | F64 => 0.0,
     }
 }
 
-/// ggml's CPU dot product (`type_traits_cpu[ty].vec_dot`) of a weight row with an activation
-/// row already quantized to [`vec_dot_type`]`(ty)` (e.g. by [`quantize_activation`]).
-///
-/// Supported weight types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K. Each
-/// kernel mirrors the AVX2 code of its ggml function (see `vecdot.rs`) and reproduces it bit
-/// for bit.
-pub fn vec_dot(
+fn check_vec_dot(
     ty: GgmlType,
     weight_row: &[u8],
     act_row: &[u8],
     n: usize,
-) -> Result<f32, QuantError> {
+) -> Result<(), QuantError> {
     use GgmlType::*;
     if matches!(ty, Q8_1 | Q8K | I8 | I16 | I32 | I64 | F64) {
         return Err(QuantError::Unsupported { ty, op: "vec_dot" });
@@ -507,7 +525,36 @@ pub fn vec_dot(
             got: act_row.len(),
         });
     }
+    Ok(())
+}
+
+/// ggml's CPU dot product (`type_traits_cpu[ty].vec_dot`) of a weight row with an activation
+/// row already quantized to [`vec_dot_type`]`(ty)` (e.g. by [`quantize_activation`]).
+///
+/// Supported weight types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K. Each
+/// kernel mirrors the AVX2 code of its ggml function (see `vecdot.rs`) and reproduces it bit
+/// for bit.
+pub fn vec_dot(
+    ty: GgmlType,
+    weight_row: &[u8],
+    act_row: &[u8],
+    n: usize,
+) -> Result<f32, QuantError> {
+    check_vec_dot(ty, weight_row, act_row, n)?;
     Ok(vec_dot_dispatch(ty, weight_row, act_row, n))
+}
+
+/// [`vec_dot`] through the portable integer code only, whatever the CPU: lets tests check the
+/// path taken on CPUs without AVX2 against ggml too.
+#[doc(hidden)]
+pub fn vec_dot_portable(
+    ty: GgmlType,
+    weight_row: &[u8],
+    act_row: &[u8],
+    n: usize,
+) -> Result<f32, QuantError> {
+    check_vec_dot(ty, weight_row, act_row, n)?;
+    Ok(vec_dot_rows::<vecdot::Portable>(ty, weight_row, act_row, n))
 }
 
 /// Runs [`dot_exact_rows`] with the AVX2 accumulator where the CPU has it.

@@ -5,12 +5,15 @@
 //! `_mm256_sign_epi8` trick, under which an activation of -128 facing a negative weight is
 //! multiplied as -128, not +128), each 8-lane float accumulator is updated with a fused
 //! multiply-add in the same order, and the final horizontal sums follow `hsum_float_8` and
-//! friends. None of the integer sums can saturate for these formats (`maddubs` pairs stay far
-//! below 2^15), so saturation is not modelled. With these choices the kernels reproduce ggml
-//! bit for bit; the tests in tests/quant_ggml.rs check that on random rows.
+//! friends. No summation order differs from ggml's. None of the integer sums can saturate for
+//! these formats (`maddubs` pairs stay far below 2^15), so saturation is not modelled. With
+//! these choices the kernels reproduce ggml bit for bit; tests/quant_ggml.rs checks that on
+//! random rows (realistic ones, and raw random bytes with finite scales), for both [`Isa`]s.
 
-use super::dequant::{q3k_scales, scalar_row, scale_min_k4};
-use super::fp::{bf16_to_f32, block_boundary, f16_to_f32, h, le_f32, le_i16, le_u16};
+use super::dequant::{
+    crumbs, five_bits, q3k_scales, q5k_quants, q6k_quants, scalar_row, scale_min_k4,
+};
+use super::fp::{bf16_to_f32, block_boundary, f16_to_f32, h, le_f32, le_i16, le_u16, le_u32};
 
 /// `hsum_float_8`: (hi + lo), then lanes 0+2 and 1+3, then those two.
 #[inline(always)]
@@ -27,33 +30,146 @@ fn sign_mul(x: i8, y: i8) -> i32 {
     ax * sy
 }
 
-/// Sums of four consecutive products: the eight i32 lanes of `mul_sum_*_pairs_float`.
-#[inline(always)]
-fn lanes_signed(x: &[i8; 32], y: &[u8]) -> [i32; 8] {
-    let y = &y[..32];
-    let mut out = [0i32; 8];
-    for k in 0..8 {
-        let mut s = 0;
-        for e in 4 * k..4 * k + 4 {
-            s += sign_mul(x[e], y[e] as i8);
-        }
-        out[k] = s;
-    }
-    out
+/// The integer part of the kernels: 32 (or 256) byte products summed into eight i32 lanes.
+/// [`Portable`] spells the arithmetic out; [`Avx2`] is ggml's own instruction sequence. They
+/// agree exactly because no `maddubs` pair sum can saturate for these formats.
+pub(crate) trait Isa {
+    /// `mul_sum_i8_pairs_float` before the conversion: lane `k` sums the products of elements
+    /// `4k..4k+4`, each `|x| * sign(y, x)`.
+    fn lanes_signed(x: &[i8; 32], y: &[u8]) -> [i32; 8];
+    /// `mul_sum_us8_pairs_float` before the conversion: unsigned `x` times signed `y`.
+    fn lanes_unsigned(x: &[u8; 32], y: &[u8]) -> [i32; 8];
+    /// A K-quant block: element `e` of 256 falls in lane `(e % 32) / 4`, its product weighted
+    /// by `sc16[e / 16]` (`maddubs` then `madd` with the scales).
+    fn k_lanes(q: &[u8; 256], q8: &[u8], sc16: &[i16; 16]) -> [i32; 8];
+    /// The fp16 at byte `at` of `b`. Exact either way (F16C and ggml's portable conversion
+    /// agree on all 65536 inputs, NaNs included; see the fp tests).
+    fn f16(b: &[u8], at: usize) -> f32;
 }
 
-#[inline(always)]
-fn lanes_unsigned(x: &[u8; 32], y: &[u8]) -> [i32; 8] {
-    let y = &y[..32];
-    let mut out = [0i32; 8];
-    for k in 0..8 {
-        let mut s = 0;
-        for e in 4 * k..4 * k + 4 {
-            s += x[e] as i32 * y[e] as i8 as i32;
-        }
-        out[k] = s;
+pub(crate) struct Portable;
+
+impl Isa for Portable {
+    #[inline(always)]
+    fn f16(b: &[u8], at: usize) -> f32 {
+        h(b, at)
     }
-    out
+
+    #[inline(always)]
+    fn lanes_signed(x: &[i8; 32], y: &[u8]) -> [i32; 8] {
+        let y = &y[..32];
+        let mut out = [0i32; 8];
+        for k in 0..8 {
+            let mut s = 0;
+            for e in 4 * k..4 * k + 4 {
+                s += sign_mul(x[e], y[e] as i8);
+            }
+            out[k] = s;
+        }
+        out
+    }
+
+    #[inline(always)]
+    fn lanes_unsigned(x: &[u8; 32], y: &[u8]) -> [i32; 8] {
+        let y = &y[..32];
+        let mut out = [0i32; 8];
+        for k in 0..8 {
+            let mut s = 0;
+            for e in 4 * k..4 * k + 4 {
+                s += x[e] as i32 * y[e] as i8 as i32;
+            }
+            out[k] = s;
+        }
+        out
+    }
+
+    #[inline(always)]
+    fn k_lanes(q: &[u8; 256], q8: &[u8], sc16: &[i16; 16]) -> [i32; 8] {
+        let q8 = &q8[..256];
+        let mut lanes = [0i32; 8];
+        for c in 0..8 {
+            for k in 0..8 {
+                let e0 = 32 * c + 4 * k;
+                let mut p = 0i32;
+                for e in e0..e0 + 4 {
+                    p += q[e] as i32 * q8[e] as i8 as i32;
+                }
+                let sc = sc16[e0 / 16] as i32;
+                lanes[k] = lanes[k].wrapping_add(sc.wrapping_mul(p));
+            }
+        }
+        lanes
+    }
+}
+
+/// ggml's AVX2 instruction sequences. Only used from code compiled with AVX2 enabled (the
+/// `v3` copy of the dispatcher, taken after a CPU feature check).
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx2 {
+    #[inline(always)]
+    fn f16(b: &[u8], at: usize) -> f32 {
+        // SAFETY: F16C is enabled where this is inlined (see the type's doc).
+        unsafe { super::fp::f16_to_f32_f16c(le_u16(b, at)) }
+    }
+
+    #[inline(always)]
+    fn lanes_signed(x: &[i8; 32], y: &[u8]) -> [i32; 8] {
+        use std::arch::x86_64::*;
+        let y = &y[..32];
+        let mut out = [0i32; 8];
+        // SAFETY: AVX2 is enabled where this is inlined (see the type's doc); both loads and
+        // the store cover exactly 32 bytes of arrays/slices of that length.
+        unsafe {
+            let xv = _mm256_loadu_si256(x.as_ptr().cast());
+            let yv = _mm256_loadu_si256(y.as_ptr().cast());
+            let ax = _mm256_sign_epi8(xv, xv);
+            let sy = _mm256_sign_epi8(yv, xv);
+            let dot = _mm256_maddubs_epi16(ax, sy);
+            let sum = _mm256_madd_epi16(_mm256_set1_epi16(1), dot);
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), sum);
+        }
+        out
+    }
+
+    #[inline(always)]
+    fn lanes_unsigned(x: &[u8; 32], y: &[u8]) -> [i32; 8] {
+        use std::arch::x86_64::*;
+        let y = &y[..32];
+        let mut out = [0i32; 8];
+        // SAFETY: as in `lanes_signed`.
+        unsafe {
+            let xv = _mm256_loadu_si256(x.as_ptr().cast());
+            let yv = _mm256_loadu_si256(y.as_ptr().cast());
+            let dot = _mm256_maddubs_epi16(xv, yv);
+            let sum = _mm256_madd_epi16(_mm256_set1_epi16(1), dot);
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), sum);
+        }
+        out
+    }
+
+    #[inline(always)]
+    fn k_lanes(q: &[u8; 256], q8: &[u8], sc16: &[i16; 16]) -> [i32; 8] {
+        use std::arch::x86_64::*;
+        let q8 = &q8[..256];
+        let mut out = [0i32; 8];
+        // SAFETY: as in `lanes_signed`; chunk `c` reads bytes 32c..32c+32 of 256-byte arrays.
+        unsafe {
+            let mut sum = _mm256_setzero_si256();
+            for c in 0..8 {
+                let qv = _mm256_loadu_si256(q.as_ptr().add(32 * c).cast());
+                let yv = _mm256_loadu_si256(q8.as_ptr().add(32 * c).cast());
+                let p16 = _mm256_maddubs_epi16(qv, yv);
+                let sc =
+                    _mm256_set_m128i(_mm_set1_epi16(sc16[2 * c + 1]), _mm_set1_epi16(sc16[2 * c]));
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(sc, p16));
+            }
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), sum);
+        }
+        out
+    }
 }
 
 #[inline(always)]
@@ -65,101 +181,89 @@ fn fma_lanes(acc: &mut [f32; 8], d: f32, lanes: &[i32; 8]) {
 
 /// `ggml_vec_dot_q4_0_q8_0`.
 #[inline(always)]
-pub(crate) fn q4_0(x: &[u8], y: &[u8]) -> f32 {
+pub(crate) fn q4_0<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     for (bx, by) in x.chunks_exact(18).zip(y.chunks_exact(34)) {
         block_boundary();
-        let d = h(bx, 0) * h(by, 0);
+        let d = I::f16(bx, 0) * I::f16(by, 0);
         let qs = &bx[2..18];
         let mut xv = [0i8; 32];
         for j in 0..16 {
             xv[j] = (qs[j] & 0x0F) as i8 - 8;
             xv[j + 16] = (qs[j] >> 4) as i8 - 8;
         }
-        fma_lanes(&mut acc, d, &lanes_signed(&xv, &by[2..34]));
+        fma_lanes(&mut acc, d, &I::lanes_signed(&xv, &by[2..34]));
     }
     hsum8(&acc)
 }
 
 /// `ggml_vec_dot_q4_1_q8_1`.
 #[inline(always)]
-pub(crate) fn q4_1(x: &[u8], y: &[u8]) -> f32 {
+pub(crate) fn q4_1<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     let mut summs = 0f32;
     for (bx, by) in x.chunks_exact(20).zip(y.chunks_exact(36)) {
         block_boundary();
-        let d0 = h(bx, 0);
-        let d1 = h(by, 0);
-        summs += h(bx, 2) * h(by, 2);
+        let d0 = I::f16(bx, 0);
+        let d1 = I::f16(by, 0);
+        summs += I::f16(bx, 2) * I::f16(by, 2);
         let qs = &bx[4..20];
         let mut xv = [0u8; 32];
         for j in 0..16 {
             xv[j] = qs[j] & 0x0F;
             xv[j + 16] = qs[j] >> 4;
         }
-        fma_lanes(&mut acc, d0 * d1, &lanes_unsigned(&xv, &by[4..36]));
+        fma_lanes(&mut acc, d0 * d1, &I::lanes_unsigned(&xv, &by[4..36]));
     }
     hsum8(&acc) + summs
 }
 
 /// `ggml_vec_dot_q5_0_q8_0`.
 #[inline(always)]
-pub(crate) fn q5_0(x: &[u8], y: &[u8]) -> f32 {
+pub(crate) fn q5_0<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     for (bx, by) in x.chunks_exact(22).zip(y.chunks_exact(34)) {
         block_boundary();
-        let d = h(bx, 0) * h(by, 0);
-        let qh = u32::from_le_bytes([bx[2], bx[3], bx[4], bx[5]]);
-        let qs = &bx[6..22];
+        let d = I::f16(bx, 0) * I::f16(by, 0);
+        let q = five_bits(&bx[6..22], le_u32(bx, 2));
         let mut xv = [0i8; 32];
-        for j in 0..16 {
-            let hi0 = ((qh >> j) & 1) as u8;
-            let hi1 = ((qh >> (j + 16)) & 1) as u8;
-            xv[j] = ((qs[j] & 0x0F) | (hi0 << 4)) as i8 - 16;
-            xv[j + 16] = ((qs[j] >> 4) | (hi1 << 4)) as i8 - 16;
+        for j in 0..32 {
+            xv[j] = q[j] as i8 - 16;
         }
-        fma_lanes(&mut acc, d, &lanes_signed(&xv, &by[2..34]));
+        fma_lanes(&mut acc, d, &I::lanes_signed(&xv, &by[2..34]));
     }
     hsum8(&acc)
 }
 
 /// `ggml_vec_dot_q5_1_q8_1`.
 #[inline(always)]
-pub(crate) fn q5_1(x: &[u8], y: &[u8]) -> f32 {
+pub(crate) fn q5_1<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     let mut summs = 0f32;
     for (bx, by) in x.chunks_exact(24).zip(y.chunks_exact(36)) {
         block_boundary();
-        let dx = h(bx, 0);
-        summs += h(bx, 2) * h(by, 2);
-        let dy = h(by, 0);
-        let qh = u32::from_le_bytes([bx[4], bx[5], bx[6], bx[7]]);
-        let qs = &bx[8..24];
-        let mut xv = [0u8; 32];
-        for j in 0..16 {
-            let hi0 = ((qh >> j) & 1) as u8;
-            let hi1 = ((qh >> (j + 16)) & 1) as u8;
-            xv[j] = (qs[j] & 0x0F) | (hi0 << 4);
-            xv[j + 16] = (qs[j] >> 4) | (hi1 << 4);
-        }
+        let dx = I::f16(bx, 0);
+        summs += I::f16(bx, 2) * I::f16(by, 2);
+        let dy = I::f16(by, 0);
+        let xv = five_bits(&bx[8..24], le_u32(bx, 4));
         // fmadd(q, dx*dy, acc): the product of the scales is rounded first.
-        fma_lanes(&mut acc, dx * dy, &lanes_unsigned(&xv, &by[4..36]));
+        fma_lanes(&mut acc, dx * dy, &I::lanes_unsigned(&xv, &by[4..36]));
     }
     hsum8(&acc) + summs
 }
 
 /// `ggml_vec_dot_q8_0_q8_0`.
 #[inline(always)]
-pub(crate) fn q8_0(x: &[u8], y: &[u8]) -> f32 {
+pub(crate) fn q8_0<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     for (bx, by) in x.chunks_exact(34).zip(y.chunks_exact(34)) {
         block_boundary();
-        let d = h(bx, 0) * h(by, 0);
+        let d = I::f16(bx, 0) * I::f16(by, 0);
         let mut xv = [0i8; 32];
         for (o, &b) in xv.iter_mut().zip(&bx[2..34]) {
             *o = b as i8;
         }
-        fma_lanes(&mut acc, d, &lanes_signed(&xv, &by[2..34]));
+        fma_lanes(&mut acc, d, &I::lanes_signed(&xv, &by[2..34]));
     }
     hsum8(&acc)
 }
@@ -172,28 +276,6 @@ fn q8k_parts(by: &[u8]) -> (f32, &[u8], [i16; 16]) {
         *b = le_i16(by, 260 + 2 * k);
     }
     (le_f32(by, 0), &by[4..260], bs)
-}
-
-/// Integer lanes of a K-quant block: element `e` (0..256) falls in lane `(e % 32) / 4`, weighted
-/// by its sub-block scale `scale(e)`.
-#[inline(always)]
-fn k_lanes(q: &[i32; 256], q8: &[u8], scale: impl Fn(usize) -> i32) -> [i32; 8] {
-    let q8 = &q8[..256];
-    let mut lanes = [0i32; 8];
-    for c in 0..8 {
-        let sc = scale(32 * c);
-        let sc2 = scale(32 * c + 16);
-        for k in 0..8 {
-            let e0 = 32 * c + 4 * k;
-            let s = if k < 4 { sc } else { sc2 };
-            let mut p = 0i32;
-            for e in e0..e0 + 4 {
-                p += q[e] * q8[e] as i8 as i32;
-            }
-            lanes[k] = lanes[k].wrapping_add(s.wrapping_mul(p));
-        }
-    }
-    lanes
 }
 
 /// Pair sums of bsums (`_mm_hadd_epi16`, wrapping) times the eight mins (`_mm_madd_epi16`):
@@ -214,13 +296,13 @@ fn k4_min_lanes(mins: &[u8; 8], bs: &[i16; 16]) -> [i32; 4] {
 
 /// `ggml_vec_dot_q2_K_q8_K`.
 #[inline(always)]
-pub(crate) fn q2_k(x: &[u8], y: &[u8]) -> f32 {
+pub(crate) fn q2_k<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     for (bx, by) in x.chunks_exact(84).zip(y.chunks_exact(292)) {
         block_boundary();
         let (yd, q8, bs) = q8k_parts(by);
-        let d = yd * h(bx, 80);
-        let dmin = -yd * h(bx, 82);
+        let d = yd * I::f16(bx, 80);
+        let dmin = -yd * I::f16(bx, 82);
         let sc = &bx[0..16];
         let mut prod = [0i32; 8];
         for m in 0..8 {
@@ -228,47 +310,61 @@ pub(crate) fn q2_k(x: &[u8], y: &[u8]) -> f32 {
                 + (sc[2 * m + 1] >> 4) as i32 * bs[2 * m + 1] as i32;
         }
         fma_lanes(&mut acc, dmin, &prod);
-        let qs = &bx[16..80];
-        let mut q = [0i32; 256];
-        for j in 0..2 {
-            for s in 0..4 {
-                for i in 0..32 {
-                    q[128 * j + 32 * s + i] = ((qs[32 * j + i] >> (2 * s)) & 3) as i32;
-                }
-            }
+        let q = crumbs(&bx[16..80]);
+        let mut sc16 = [0i16; 16];
+        for (g, s) in sc16.iter_mut().enumerate() {
+            *s = (sc[g] & 0xF) as i16;
         }
-        let lanes = k_lanes(&q, q8, |e| (sc[e / 16] & 0xF) as i32);
-        fma_lanes(&mut acc, d, &lanes);
+        fma_lanes(&mut acc, d, &I::k_lanes(&q, q8, &sc16));
     }
     hsum8(&acc)
 }
 
 /// `ggml_vec_dot_q3_K_q8_K`.
 #[inline(always)]
-pub(crate) fn q3_k(x: &[u8], y: &[u8]) -> f32 {
+pub(crate) fn q3_k<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     for (bx, by) in x.chunks_exact(110).zip(y.chunks_exact(292)) {
         block_boundary();
         let (yd, q8, _) = q8k_parts(by);
-        let d = yd * h(bx, 108);
+        let d = yd * I::f16(bx, 108);
         let hm = &bx[0..32];
-        let qs = &bx[32..96];
+        let low = crumbs(&bx[32..96]);
         let sc = q3k_scales(&bx[96..108]);
-        let mut q = [0i32; 256];
+        // As the AVX2 code: the low bits and the "4 where the high bit is clear" part go
+        // through `maddubs` separately and are subtracted.
+        let mut high = [0u8; 256];
         for j in 0..2 {
             for s in 0..4 {
                 let bit = 4 * j + s;
                 for i in 0..32 {
-                    let low = ((qs[32 * j + i] >> (2 * s)) & 3) as i32;
-                    let high = if (hm[i] >> bit) & 1 != 0 { 0 } else { 4 };
-                    q[128 * j + 32 * s + i] = low - high;
+                    high[128 * j + 32 * s + i] = (!(hm[i] >> bit) & 1) << 2;
                 }
             }
         }
-        let lanes = k_lanes(&q, q8, |e| sc[e / 16].wrapping_sub(32) as i32);
+        let mut sc16 = [0i16; 16];
+        for (g, s) in sc16.iter_mut().enumerate() {
+            *s = sc[g].wrapping_sub(32) as i16;
+        }
+        let pl = I::k_lanes(&low, q8, &sc16);
+        let ph = I::k_lanes(&high, q8, &sc16);
+        let mut lanes = [0i32; 8];
+        for k in 0..8 {
+            lanes[k] = pl[k].wrapping_sub(ph[k]);
+        }
         fma_lanes(&mut acc, d, &lanes);
     }
     hsum8(&acc)
+}
+
+/// Per-32 scales repeated for each half: the 16-group scales of `Isa::k_lanes`.
+#[inline(always)]
+fn per16(sc: &[u8; 8]) -> [i16; 16] {
+    let mut out = [0i16; 16];
+    for (g, o) in out.iter_mut().enumerate() {
+        *o = sc[g / 2] as i16;
+    }
+    out
 }
 
 #[inline(always)]
@@ -283,29 +379,28 @@ fn k4_scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
 
 /// `ggml_vec_dot_q4_K_q8_K`.
 #[inline(always)]
-pub(crate) fn q4_k(x: &[u8], y: &[u8]) -> f32 {
+pub(crate) fn q4_k<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     let mut acc_m = [0f32; 4];
     for (bx, by) in x.chunks_exact(144).zip(y.chunks_exact(292)) {
         block_boundary();
         let (yd, q8, bs) = q8k_parts(by);
-        let d = yd * h(bx, 0);
-        let dmin = -yd * h(bx, 2);
+        let d = yd * I::f16(bx, 0);
+        let dmin = -yd * I::f16(bx, 2);
         let (sc, mn) = k4_scales_mins(&bx[4..16]);
         let prod = k4_min_lanes(&mn, &bs);
         for j in 0..4 {
             acc_m[j] = dmin.mul_add(prod[j] as f32, acc_m[j]);
         }
         let qs = &bx[16..144];
-        let mut q = [0i32; 256];
+        let mut q = [0u8; 256];
         for j in 0..4 {
             for i in 0..32 {
-                q[64 * j + i] = (qs[32 * j + i] & 0xF) as i32;
-                q[64 * j + 32 + i] = (qs[32 * j + i] >> 4) as i32;
+                q[64 * j + i] = qs[32 * j + i] & 0xF;
+                q[64 * j + 32 + i] = qs[32 * j + i] >> 4;
             }
         }
-        let lanes = k_lanes(&q, q8, |e| sc[e / 32] as i32);
-        fma_lanes(&mut acc, d, &lanes);
+        fma_lanes(&mut acc, d, &I::k_lanes(&q, q8, &per16(&sc)));
     }
     let m = (acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]);
     hsum8(&acc) + m
@@ -313,64 +408,44 @@ pub(crate) fn q4_k(x: &[u8], y: &[u8]) -> f32 {
 
 /// `ggml_vec_dot_q5_K_q8_K`.
 #[inline(always)]
-pub(crate) fn q5_k(x: &[u8], y: &[u8]) -> f32 {
+pub(crate) fn q5_k<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     let mut summs = 0f32;
     for (bx, by) in x.chunks_exact(176).zip(y.chunks_exact(292)) {
         block_boundary();
         let (yd, q8, bs) = q8k_parts(by);
-        let d = yd * h(bx, 0);
-        let dmin = -yd * h(bx, 2);
+        let d = yd * I::f16(bx, 0);
+        let dmin = -yd * I::f16(bx, 2);
         let (sc, mn) = k4_scales_mins(&bx[4..16]);
         let prod = k4_min_lanes(&mn, &bs);
         let hs = prod[0]
             .wrapping_add(prod[1])
             .wrapping_add(prod[2].wrapping_add(prod[3]));
         summs += dmin * hs as f32;
-        let qh = &bx[16..48];
-        let qs = &bx[48..176];
-        let mut q = [0i32; 256];
-        for j in 0..4 {
-            for i in 0..32 {
-                let h0 = ((qh[i] >> (2 * j)) & 1) as i32;
-                let h1 = ((qh[i] >> (2 * j + 1)) & 1) as i32;
-                q[64 * j + i] = (qs[32 * j + i] & 0xF) as i32 + (h0 << 4);
-                q[64 * j + 32 + i] = (qs[32 * j + i] >> 4) as i32 + (h1 << 4);
-            }
-        }
-        let lanes = k_lanes(&q, q8, |e| sc[e / 32] as i32);
-        fma_lanes(&mut acc, d, &lanes);
+        let q = q5k_quants(&bx[16..48], &bx[48..176]);
+        fma_lanes(&mut acc, d, &I::k_lanes(&q, q8, &per16(&sc)));
     }
     hsum8(&acc) + summs
 }
 
 /// `ggml_vec_dot_q6_K_q8_K`.
 #[inline(always)]
-pub(crate) fn q6_k(x: &[u8], y: &[u8]) -> f32 {
+pub(crate) fn q6_k<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     for (bx, by) in x.chunks_exact(210).zip(y.chunks_exact(292)) {
         block_boundary();
         let (yd, q8, bs) = q8k_parts(by);
-        let d = yd * h(bx, 208);
-        let mut sc = [0i32; 16];
+        let d = yd * I::f16(bx, 208);
+        let mut sc = [0i16; 16];
         for (k, s) in sc.iter_mut().enumerate() {
-            *s = bx[192 + k] as i8 as i32;
+            *s = bx[192 + k] as i8 as i16;
         }
-        let mut q = [0i32; 256];
-        for n in 0..2 {
-            let ql = &bx[64 * n..64 * n + 64];
-            let qh = &bx[128 + 32 * n..128 + 32 * n + 32];
-            for l in 0..32 {
-                q[128 * n + l] = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32;
-                q[128 * n + 32 + l] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32;
-                q[128 * n + 64 + l] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32;
-                q[128 * n + 96 + l] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32;
-            }
-        }
-        let mut lanes = k_lanes(&q, q8, |e| sc[e / 16]);
+        let q = q6k_quants(&bx[0..192]);
+        let mut lanes = I::k_lanes(&q, q8, &sc);
         // The -32 offset of the quants, applied through the bsums (q8sclsub).
         for m in 0..8 {
-            let sub = (bs[2 * m] as i32 * sc[2 * m] + bs[2 * m + 1] as i32 * sc[2 * m + 1])
+            let sub = (bs[2 * m] as i32 * sc[2 * m] as i32
+                + bs[2 * m + 1] as i32 * sc[2 * m + 1] as i32)
                 .wrapping_shl(5);
             lanes[m] = lanes[m].wrapping_sub(sub);
         }
