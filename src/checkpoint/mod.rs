@@ -12,3 +12,15 @@ pub use catalogue::{CheckpointName, Kind};
 pub use folder::{DumpFolder, DumpWriter};
 pub use format::{read_dump, write_dump, DumpError, Tensor};
 pub use manifest::{KvType, Manifest};
+
+/// The greedy choice both producers make after every step: the first index of the largest
+/// logit (ties go to the lowest token id), so that equal logits give equal tokens.
+pub fn greedy_token(logits: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > logits[best] {
+            best = i;
+        }
+    }
+    best
+}

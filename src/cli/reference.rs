@@ -1,10 +1,88 @@
-//! `llorch-diff reference`.
+//! `llorch-diff reference MODEL.gguf "PROMPT" --out DIR`: the Rust reference's side of a
+//! comparison.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::extract::parse_filter;
 use super::Outcome;
+use crate::checkpoint::KvType;
+use crate::reference::{reference, Fault, Mode, ReferenceOptions};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// GGUF model file.
+    pub model: PathBuf,
+    /// Prompt text (evaluated as one batch at step 0).
+    pub prompt: String,
+    /// Output dump folder (replaced if it is a dump folder; never anything else).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub config: Config,
+    /// Only checkpoints whose name matches this glob, e.g. 'blk.*.l_out'.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Evaluate these prompt token ids (comma-separated) instead of tokenizing the prompt.
+    #[arg(long, value_delimiter = ',', value_name = "ID,ID,...")]
+    pub token_ids: Option<Vec<i32>>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`reference` is not implemented yet")
+/// The settings the reference shares with `run` and `gate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Numeric mode: `ggml` mirrors llama.cpp's CPU arithmetic, `exact` computes the mathematics.
+    #[arg(long, value_enum, default_value_t = Mode::Ggml)]
+    pub mode: Mode,
+    /// Greedy decode steps after the prompt.
+    #[arg(long, default_value_t = 0)]
+    pub steps: u32,
+    /// KV cache type (llama.cpp's cache; emulated by the reference in ggml mode).
+    #[arg(long, value_enum, default_value_t = KvType::F32)]
+    pub kv_type: KvType,
+    /// CPU threads (default: 1 for llama.cpp, one per core for the reference). Results do not
+    /// depend on it.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
+    /// Inject a deliberate fault into the reference (validation of the validator).
+    #[arg(long, value_enum, hide = true, value_name = "FAULT")]
+    pub inject_fault: Option<Fault>,
+}
+
+impl Config {
+    pub fn reference_options(&self, filter: Option<globset::GlobMatcher>) -> ReferenceOptions {
+        ReferenceOptions {
+            mode: self.mode,
+            steps: self.steps,
+            kv_type: self.kv_type,
+            threads: self.threads.unwrap_or(0) as usize,
+            filter,
+            fault: self.inject_fault,
+            token_ids: None,
+        }
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let mut opts = args
+        .config
+        .reference_options(parse_filter(args.filter.as_deref())?);
+    opts.token_ids = args.token_ids;
+    if let Some(f) = opts.fault {
+        eprintln!("warning: fault {} injected into the reference", f.name());
+    }
+    let started = std::time::Instant::now();
+    let s = reference(&args.model, &args.prompt, &args.out, &opts).context("reference")?;
+    eprintln!(
+        "wrote {} checkpoints for {} prompt tokens + {} steps to {} in {:.2} s (mode {}, generated {:?})",
+        s.checkpoints,
+        s.prompt_tokens.len(),
+        opts.steps,
+        s.folder.display(),
+        started.elapsed().as_secs_f64(),
+        opts.mode.as_str(),
+        s.generated_tokens
+    );
+    Ok(Outcome::Pass)
 }

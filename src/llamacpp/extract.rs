@@ -8,7 +8,7 @@ use globset::GlobMatcher;
 use super::capture::{self, CaptureError, GraphFamily};
 use super::{KvType, LlamaError, Session};
 use crate::checkpoint::manifest::{sha256_file, ModelInfo};
-use crate::checkpoint::{CheckpointName, DumpError, DumpWriter, Manifest, Tensor};
+use crate::checkpoint::{greedy_token, CheckpointName, DumpError, DumpWriter, Manifest, Tensor};
 
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
@@ -153,7 +153,7 @@ pub fn extract(
         let last = session
             .logits(input.len() - 1, dims.n_vocab)
             .ok_or_else(|| LlamaError::Shim("llama.cpp returned no logits".into()))?;
-        let next = argmax(&last) as i32;
+        let next = greedy_token(&last) as i32;
         generated.push(next);
         pos = filled;
         input = vec![next];
@@ -167,17 +167,6 @@ pub fn extract(
         generated_tokens: generated,
         checkpoints,
     })
-}
-
-/// Greedy choice: the first index of the maximum (ties go to the lowest id).
-pub fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// Every node of the prompt's graph that the callback sees, in graph order: name, op, ggml ne.

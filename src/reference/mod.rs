@@ -1,1 +1,317 @@
-//! The Rust reference forward pass: an independent producer of the same checkpoints.
+//! The Rust reference forward pass: an independent producer of the same checkpoints as
+//! llama.cpp, from the same GGUF file and prompt.
+//!
+//! - [`llama`] and [`gpt2`] read top-down like the mathematics, with one tap per checkpoint at
+//!   the line that computes it;
+//! - [`ops`] holds the shared building blocks (streamed quantized matmul, RoPE, attention);
+//! - [`numerics`] holds everything that differs between the `exact` and `ggml` modes.
+//!
+//! Weights are never held as f32: every matrix row is decoded from the memory map inside the
+//! dot product that reads it. Only norm weights and biases (vectors) are decoded up front.
+//!
+//! [`Fault`]s are deliberate mistakes for proving that the comparison catches them. They are
+//! off unless named explicitly, and a faulted run says so in its manifest.
+
+pub mod gpt2;
+pub mod llama;
+pub mod numerics;
+pub mod ops;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use globset::GlobMatcher;
+
+use crate::checkpoint::manifest::{sha256_file, ModelInfo};
+use crate::checkpoint::{
+    greedy_token, CheckpointName, DumpError, DumpWriter, KvType, Manifest, Tensor,
+};
+use crate::gguf::{Arch, GgufFile, ModelParams};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+
+pub use numerics::{Mode, Numerics};
+use ops::Heads;
+
+/// A deliberate mistake injected into the reference, each touching one checkpoint first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Fault {
+    /// RoPE base divided by ten (first touches `Qcur_rope`).
+    RopeBase,
+    /// NeoX-style RoPE pairs `(i, i + n/2)` instead of adjacent ones (`Qcur_rope`).
+    RopeNeox,
+    /// Query head `h` reads KV head `h % n_head_kv` instead of `h / group` (`kq_soft_max`).
+    GqaModulo,
+    /// Norm epsilon ten times the file's (`attn_norm`).
+    EpsX10,
+    /// Attention scores not scaled by `1/sqrt(head_dim)` (`kq_soft_max`).
+    NoAttnScale,
+    /// Decode tokens rotated one position too far (`Qcur_rope` of the first decode step).
+    PosOffByOne,
+    /// Gate and up projections swapped (`ffn_gate`).
+    GateUpSwap,
+    /// K and V kept in f32 where llama.cpp's F16 cache rounds them (`cache_k`, ggml mode with
+    /// an F16 cache).
+    KvF32,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 8] = [
+        Fault::RopeBase,
+        Fault::RopeNeox,
+        Fault::GqaModulo,
+        Fault::EpsX10,
+        Fault::NoAttnScale,
+        Fault::PosOffByOne,
+        Fault::GateUpSwap,
+        Fault::KvF32,
+    ];
+
+    /// The command-line name (`rope-base`, ...).
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReferenceOptions {
+    pub mode: Mode,
+    /// Greedy decode steps after the prompt.
+    pub steps: u32,
+    /// The KV cache type to emulate (rounding applies in ggml mode only).
+    pub kv_type: KvType,
+    /// Worker threads; 0 for one per core. Results do not depend on it.
+    pub threads: usize,
+    /// Only checkpoints whose name matches are dumped.
+    pub filter: Option<GlobMatcher>,
+    pub fault: Option<Fault>,
+    /// Prompt token ids to evaluate instead of tokenizing the prompt.
+    pub token_ids: Option<Vec<i32>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("{path}: {reason}")]
+    Model { path: PathBuf, reason: String },
+    #[error("architecture {0:?} is not supported by the reference (supported: llama, gpt2)")]
+    Architecture(String),
+    #[error("tensor {name}: {reason}")]
+    Tensor { name: String, reason: String },
+    #[error("the prompt tokenizes to no tokens")]
+    EmptyPrompt,
+    #[error("{tokens} positions exceed the model's {n_ctx} learned positions")]
+    Context { tokens: usize, n_ctx: usize },
+    #[error("tokenizer: {0}")]
+    Tokenizer(#[from] TokenizerError),
+    #[error("thread pool: {0}")]
+    Threads(String),
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+}
+
+/// What the run produced besides the folder.
+#[derive(Debug, Clone)]
+pub struct ReferenceSummary {
+    pub folder: PathBuf,
+    pub prompt_tokens: Vec<i32>,
+    pub generated_tokens: Vec<i32>,
+    pub checkpoints: usize,
+}
+
+/// The arithmetic and the injected fault of one run, as the architectures see them.
+pub struct Run {
+    pub numerics: Numerics,
+    fault: Option<Fault>,
+}
+
+impl Run {
+    pub fn new(mode: Mode, kv_type: KvType, fault: Option<Fault>) -> Run {
+        let numerics = Numerics::new(mode, kv_type);
+        Run {
+            numerics: if fault == Some(Fault::KvF32) {
+                numerics.without_kv_rounding()
+            } else {
+                numerics
+            },
+            fault,
+        }
+    }
+
+    fn has(&self, f: Fault) -> bool {
+        self.fault == Some(f)
+    }
+
+    /// The norm epsilon to use.
+    fn norm_eps(&self, p: &ModelParams) -> f32 {
+        if self.has(Fault::EpsX10) {
+            p.norm_eps * 10.0
+        } else {
+            p.norm_eps
+        }
+    }
+
+    /// Positions of `t` tokens evaluated from cache position `pos0`.
+    fn positions(&self, pos0: usize, t: usize) -> Vec<usize> {
+        let shift = usize::from(self.has(Fault::PosOffByOne) && pos0 > 0);
+        (pos0 + shift..pos0 + shift + t).collect()
+    }
+
+    /// The attention score scale.
+    fn attn_scale(&self, head_dim: usize) -> f32 {
+        if self.has(Fault::NoAttnScale) {
+            1.0
+        } else {
+            1.0 / (head_dim as f32).sqrt()
+        }
+    }
+
+    /// The KV head query head `h` reads.
+    fn kv_head(&self, heads: Heads, h: usize) -> usize {
+        if self.has(Fault::GqaModulo) {
+            h % heads.n_head_kv
+        } else {
+            heads.kv_head(h)
+        }
+    }
+}
+
+/// Where an architecture writes its checkpoints for one step.
+pub struct Taps<'w> {
+    writer: &'w mut DumpWriter,
+    step: u32,
+    filter: Option<&'w GlobMatcher>,
+}
+
+impl Taps<'_> {
+    /// Dumps one checkpoint (unless the filter leaves it out).
+    pub fn put(
+        &mut self,
+        name: CheckpointName,
+        shape: &[usize],
+        data: &[f32],
+    ) -> Result<(), DumpError> {
+        if self.filter.is_some_and(|g| !g.is_match(name.to_string())) {
+            return Ok(());
+        }
+        self.writer.add(
+            self.step,
+            &name,
+            &Tensor::new(shape.to_vec(), data.to_vec()),
+        )
+    }
+}
+
+/// One architecture's forward pass, holding its KV cache between steps.
+pub trait Forward: Send {
+    /// Evaluates `tokens` at cache positions `pos0..`, tapping every checkpoint; returns the
+    /// logits `[tokens.len(), n_vocab]`.
+    fn step(
+        &mut self,
+        run: &Run,
+        tokens: &[i32],
+        pos0: usize,
+        taps: &mut Taps<'_>,
+    ) -> Result<Vec<f32>, ReferenceError>;
+}
+
+fn model_error(path: &Path, reason: impl ToString) -> ReferenceError {
+    ReferenceError::Model {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The manifest fields that describe the reference's configuration.
+pub fn producer_detail(opts: &ReferenceOptions) -> BTreeMap<String, String> {
+    let mut d = BTreeMap::new();
+    d.insert("mode".to_string(), opts.mode.as_str().to_string());
+    d.insert(
+        "kv_emulation".to_string(),
+        opts.kv_type.as_str().to_string(),
+    );
+    if let Some(f) = opts.fault {
+        d.insert("fault".to_string(), f.name());
+    }
+    d
+}
+
+/// Runs the reference on `model` and `prompt` and writes the dump folder `out`.
+pub fn reference(
+    model: &Path,
+    prompt: &str,
+    out: &Path,
+    opts: &ReferenceOptions,
+) -> Result<ReferenceSummary, ReferenceError> {
+    let file = GgufFile::open(model).map_err(|e| model_error(model, e))?;
+    let arch = file
+        .architecture()
+        .map_err(|e| model_error(model, e))?
+        .to_string();
+    if Arch::parse(&arch).is_none() {
+        return Err(ReferenceError::Architecture(arch));
+    }
+    let params = ModelParams::from_gguf(&file).map_err(|e| model_error(model, e))?;
+    let prompt_tokens = match &opts.token_ids {
+        Some(ids) => ids.clone(),
+        None => Tokenizer::from_gguf(&file)?.encode(prompt)?,
+    };
+    if prompt_tokens.is_empty() {
+        return Err(ReferenceError::EmptyPrompt);
+    }
+    let mut net: Box<dyn Forward + '_> = match params.arch {
+        Arch::Llama => Box::new(llama::Llama::load(&file, &params)?),
+        Arch::Gpt2 => Box::new(gpt2::Gpt2::load(&file, &params)?),
+    };
+    let run = Run::new(opts.mode, opts.kv_type, opts.fault);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .map_err(|e| ReferenceError::Threads(e.to_string()))?;
+
+    let mut manifest = Manifest::new("reference");
+    manifest.producer_detail = producer_detail(opts);
+    manifest.model = ModelInfo {
+        file: model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        sha256: sha256_file(model).map_err(|e| model_error(model, e))?,
+        architecture: arch,
+        n_layer: params.n_layer as u32,
+    };
+    manifest.prompt = prompt.to_string();
+    manifest.prompt_tokens = prompt_tokens.clone();
+    manifest.kv_type = opts.kv_type.as_str().to_string();
+    manifest.threads = pool.current_num_threads() as u32;
+    manifest.steps = opts.steps;
+    let mut writer = DumpWriter::create(out, manifest)?;
+
+    let mut generated = Vec::new();
+    let mut input = prompt_tokens.clone();
+    let mut pos = 0usize;
+    for step in 0..=opts.steps {
+        let mut taps = Taps {
+            writer: &mut writer,
+            step,
+            filter: opts.filter.as_ref(),
+        };
+        let ids: Vec<f32> = input.iter().map(|&t| t as f32).collect();
+        taps.put(CheckpointName::Tokens, &[input.len()], &ids)?;
+        let logits = pool.install(|| net.step(&run, &input, pos, &mut taps))?;
+        let last = &logits[(input.len() - 1) * params.n_vocab..];
+        let next = greedy_token(last) as i32;
+        generated.push(next);
+        pos += input.len();
+        input = vec![next];
+    }
+    writer.manifest.generated_tokens = generated.clone();
+    let checkpoints = writer.manifest.checkpoints.len();
+    let folder = writer.finish()?;
+    Ok(ReferenceSummary {
+        folder,
+        prompt_tokens,
+        generated_tokens: generated,
+        checkpoints,
+    })
+}

@@ -1,0 +1,549 @@
+//! Everything that differs between the two numeric modes, in one place.
+//!
+//! `exact` computes the mathematics: weights dequantized (bit for bit as ggml's `to_float`) and
+//! multiplied with f32 activations, products and sums in f64, norms, RoPE angles and softmax in
+//! f64, nothing rounded below f32. Its distance from llama.cpp is what llama.cpp's shortcuts
+//! cost.
+//!
+//! `ggml` reproduces the shortcuts that llama.cpp's CPU backend takes on purpose, so that what is
+//! left between it and llama.cpp is summation order alone (about 1e-7 relative):
+//!
+//! | emulation | ggml source (pinned tree) |
+//! |---|---|
+//! | activations quantized to the weight type's `vec_dot_type` (Q8_0, Q8_1, Q8_K, F16) before a matmul, then ggml's `vec_dot` | ggml-cpu/ggml-cpu.c `ggml_compute_forward_mul_mat` (`from_float`, `vec_dot`) |
+//! | RMS norm: `x*x` in f32 summed in double, `mean` and `1/sqrtf(mean+eps)` in f32 | ggml-cpu/ops.cpp `ggml_compute_forward_rms_norm_f32` |
+//! | layer norm: the mean a float division of a double sum rounded to float, the variance summed by groups of eight, `1/sqrtf(var+eps)` | ggml-cpu/ops.cpp `ggml_compute_forward_norm_f32`, vec.cpp `ggml_vec_cvar_f32` |
+//! | RoPE: `theta_scale = powf(base, -2/n_dims)`, `theta *= theta_scale` per pair in f32, `cosf`/`sinf` | ggml-cpu/ops.cpp `ggml_rope_cache_init`, `rope_yarn`, `rotate_pairs` |
+//! | softmax: `x*scale` in f32, `expf(x-max)` summed in double, times `(float)(1.0/sum)` | ggml-cpu/ops.cpp `ggml_compute_forward_soft_max_f32`, vec.cpp `ggml_vec_soft_max_f32` |
+//! | F16 KV cache: K and V rounded to f16 on store; Q rounded to f16 for K·Q and the probabilities rounded to f16 for V·P (F16's `vec_dot_type` is F16) | ggml-cpu/ops.cpp `set_rows`, ggml-cpu.c `mul_mat` with F16 `src0` |
+//! | GELU through the f16 table: `x` rounded to f16, `gelu` looked up (computed in f32, rounded to f16); 0 below -10, `x` above 10 | ggml-cpu/vec.h `ggml_vec_gelu_f32` (`GGML_GELU_FP16`), ggml-cpu.c table init |
+//! | SwiGLU: `x/(1+v_expf(-x)) * g` in f32 by groups of eight, `expf` for the tail | ggml-cpu/vec.cpp `ggml_vec_swiglu_f32`, vec.h `ggml_v_silu` |
+//! | softmax and SiLU exponentials through `ggml_v_expf`, ggml's vectorized `expf` | ggml-cpu/vec.h |
+//! | K·Q and V·P summed in ggml's lane order: `ggml_vec_dot_f32/f16` for one column, llamafile's `tinyBLAS` for two or more | ggml-cpu/vec.cpp, llamafile/sgemm.cpp |
+//! | RoPE rotation contracted to FMAs by GCC: `fma(x0, cos, -(x1*sin))`, `fma(x0, sin, x1*cos)` | ggml-cpu/ops.cpp `rotate_pairs` |
+//!
+//! With these, ggml mode reproduces llama.cpp's CPU results bit for bit on the models the tests
+//! use. Not emulated: the repacked and tiled GEMMs that llama.cpp picks for some weight types
+//! and batch sizes (Q4_0/Q8_0 repacking, K-quants with eight or more tokens), which sum the same
+//! products in another order.
+
+use crate::checkpoint::KvType;
+use crate::quant::{self, f16_to_f32, f32_to_f16_ggml, GgmlType, QuantError};
+
+/// How the reference computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The mathematics, in f32 with f64 accumulation.
+    Exact,
+    /// llama.cpp's CPU arithmetic: quantized activations, f16 KV rounding, ggml's formulas.
+    Ggml,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Exact => "exact",
+            Mode::Ggml => "ggml",
+        }
+    }
+}
+
+/// The arithmetic of one run: the mode and the KV cache type it emulates.
+#[derive(Debug, Clone, Copy)]
+pub struct Numerics {
+    pub mode: Mode,
+    /// Whether K, V and their matmul operands are rounded to f16 (ggml mode, F16 cache).
+    round_kv_f16: bool,
+}
+
+impl Numerics {
+    pub fn new(mode: Mode, kv_type: KvType) -> Self {
+        Numerics {
+            mode,
+            round_kv_f16: mode == Mode::Ggml && kv_type == KvType::F16,
+        }
+    }
+
+    /// The same numerics with the F16 cache rounding switched off (a fault).
+    pub fn without_kv_rounding(self) -> Self {
+        Numerics {
+            round_kv_f16: false,
+            ..self
+        }
+    }
+
+    /// Prepares one activation row for dots with rows of a `weight_type` matrix, in a matmul of
+    /// `t` activation rows.
+    pub fn activation(
+        &self,
+        weight_type: GgmlType,
+        x: &[f32],
+        t: usize,
+    ) -> Result<Activation, QuantError> {
+        match self.mode {
+            Mode::Exact => Ok(Activation::F32(x.to_vec())),
+            // llamafile's sgemm takes F32 and F16 weights when there are two or more columns
+            // and the row length is a whole number of 8-lane chunks (F16 activations are
+            // rounded to F16 first, as for vec_dot).
+            Mode::Ggml
+                if matches!(weight_type, GgmlType::F32 | GgmlType::F16)
+                    && t >= 2
+                    && x.len().is_multiple_of(8) =>
+            {
+                let values = if weight_type == GgmlType::F16 {
+                    x.iter().map(|&v| f16_to_f32(f32_to_f16_ggml(v))).collect()
+                } else {
+                    x.to_vec()
+                };
+                Ok(Activation::Sgemm(values))
+            }
+            Mode::Ggml => {
+                let act_type = quant::vec_dot_type(weight_type);
+                let n_bytes = act_type.row_size(x.len()).ok_or(QuantError::PartialBlock {
+                    ty: act_type,
+                    n: x.len(),
+                    block: act_type.block_size(),
+                })?;
+                let mut bytes = vec![0u8; n_bytes];
+                quant::quantize_activation(act_type, x, &mut bytes)?;
+                Ok(Activation::Quantized(bytes))
+            }
+        }
+    }
+
+    /// Dot of a stored weight row with a prepared activation row of `n` elements.
+    #[inline]
+    pub fn dot(
+        &self,
+        weight_type: GgmlType,
+        weight_row: &[u8],
+        act: &Activation,
+        n: usize,
+    ) -> Result<f32, QuantError> {
+        match act {
+            Activation::F32(x) => quant::dot_exact(weight_type, weight_row, x),
+            Activation::Quantized(a) => quant::vec_dot(weight_type, weight_row, a, n),
+            Activation::Sgemm(x) => {
+                let mut w = vec![0f32; n];
+                quant::dequantize_row(weight_type, weight_row, &mut w)?;
+                Ok(tinyblas_dot(&w, x))
+            }
+        }
+    }
+
+    /// `x / rms(x) * w`.
+    pub fn rms_norm(&self, x: &[f32], eps: f32, w: &[f32], out: &mut [f32]) {
+        let n = x.len();
+        match self.mode {
+            Mode::Exact => {
+                let mean = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / n as f64;
+                let scale = 1.0 / (mean + f64::from(eps)).sqrt();
+                for i in 0..n {
+                    out[i] = (f64::from(x[i]) * scale * f64::from(w[i])) as f32;
+                }
+            }
+            Mode::Ggml => {
+                let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+                let mean = (sum / n as f64) as f32;
+                let scale = 1.0f32 / (mean + eps).sqrt();
+                for i in 0..n {
+                    out[i] = x[i] * scale * w[i];
+                }
+            }
+        }
+    }
+
+    /// `(x - mean) / std * w + b`.
+    pub fn layer_norm(&self, x: &[f32], eps: f32, w: &[f32], b: &[f32], out: &mut [f32]) {
+        let n = x.len();
+        match self.mode {
+            Mode::Exact => {
+                let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+                let var = x
+                    .iter()
+                    .map(|&v| (f64::from(v) - mean).powi(2))
+                    .sum::<f64>()
+                    / n as f64;
+                let scale = 1.0 / (var + f64::from(eps)).sqrt();
+                for i in 0..n {
+                    let y = (f64::from(x[i]) - mean) * scale;
+                    out[i] = (y * f64::from(w[i]) + f64::from(b[i])) as f32;
+                }
+            }
+            // ggml_compute_forward_norm_f32: the sum in double rounded to float, the mean a
+            // float division; ggml_vec_cvar_f32 sums squares by groups of eight (hsum in f32,
+            // then double) and the tail in double.
+            Mode::Ggml => {
+                let sum = x.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
+                let mean = sum / n as f32;
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = v - mean;
+                }
+                let whole = n / 8 * 8;
+                let mut var = 0f64;
+                for group in out[..whole].chunks_exact(8) {
+                    let mut sq = [0f32; 8];
+                    for (s, &c) in sq.iter_mut().zip(group) {
+                        *s = c * c;
+                    }
+                    var += f64::from(hsum8(&sq));
+                }
+                for &c in &out[whole..] {
+                    var += f64::from(c * c);
+                }
+                let var = (var / n as f64) as f32;
+                let scale = 1.0f32 / (var + eps).sqrt();
+                for i in 0..n {
+                    out[i] = out[i] * scale * w[i] + b[i];
+                }
+            }
+        }
+    }
+
+    /// `(cos, sin)` of every rotated pair `i` (angle `pos * base^(-2i/n_dims)`).
+    pub fn rope_angles(&self, pos: usize, n_dims: usize, base: f32) -> Vec<(f32, f32)> {
+        match self.mode {
+            Mode::Exact => (0..n_dims / 2)
+                .map(|i| {
+                    let theta = pos as f64 * f64::from(base).powf(-2.0 * i as f64 / n_dims as f64);
+                    (theta.cos() as f32, theta.sin() as f32)
+                })
+                .collect(),
+            Mode::Ggml => {
+                let theta_scale = base.powf(-2.0 / n_dims as f32);
+                let mut theta = pos as f32;
+                (0..n_dims / 2)
+                    .map(|_| {
+                        let cs = (theta.cos(), theta.sin());
+                        theta *= theta_scale;
+                        cs
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Rotates `(x0, x1)` by an angle given as `(cos, sin)`.
+    #[inline]
+    pub fn rotate(&self, x0: f32, x1: f32, (c, s): (f32, f32)) -> (f32, f32) {
+        match self.mode {
+            Mode::Exact => {
+                let (x0, x1, c, s) = (f64::from(x0), f64::from(x1), f64::from(c), f64::from(s));
+                ((x0 * c - x1 * s) as f32, (x0 * s + x1 * c) as f32)
+            }
+            // GCC contracts `x0*c - x1*s` and `x0*s + x1*c` in rotate_pairs into one FMA each,
+            // the first product fused (measured against llama.cpp's dumps).
+            Mode::Ggml => (x0.mul_add(c, -(x1 * s)), x0.mul_add(s, x1 * c)),
+        }
+    }
+
+    /// Softmax of `scale * scores` over `row` in place; entries at and past `visible` are masked
+    /// (probability 0).
+    pub fn softmax_masked(&self, row: &mut [f32], visible: usize, scale: f32) {
+        match self.mode {
+            Mode::Exact => {
+                let scaled: Vec<f64> = row[..visible]
+                    .iter()
+                    .map(|&v| f64::from(v) * f64::from(scale))
+                    .collect();
+                let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scaled.iter().map(|&v| (v - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for (o, v) in row.iter_mut().zip(&e) {
+                    *o = (v / sum) as f32;
+                }
+            }
+            Mode::Ggml => {
+                let mut max = f32::NEG_INFINITY;
+                for v in &mut row[..visible] {
+                    *v *= scale;
+                    max = max.max(*v);
+                }
+                // Groups of eight from cell 0, as the AVX2 loop over the padded row takes them;
+                // masked cells are exp(-inf) = 0 and add nothing.
+                let mut sum = 0f64;
+                for group in row[..visible].chunks_mut(8) {
+                    let mut lanes = [0f32; 8];
+                    for (lane, v) in lanes.iter_mut().zip(group.iter_mut()) {
+                        *v = v_expf(*v - max);
+                        *lane = *v;
+                    }
+                    sum += f64::from(hsum8(&lanes));
+                }
+                let inv = (1.0 / sum) as f32;
+                for v in &mut row[..visible] {
+                    *v *= inv;
+                }
+            }
+        }
+        for v in &mut row[visible..] {
+            *v = 0.0;
+        }
+    }
+
+    /// The score of a query row against a cached key row, in a step of `t` tokens.
+    pub fn kq_dot(&self, q: &[f32], k: &[f32], t: usize) -> f32 {
+        match self.mode {
+            Mode::Exact => dot_f64(q, k),
+            // The query is rounded to the cache type (`vec_dot_type`); llamafile's sgemm takes
+            // the product when it has two or more columns and an F16 cache (an F32 query is not
+            // contiguous for a prompt, and sgemm refuses single columns).
+            Mode::Ggml => {
+                if self.round_kv_f16 && t >= 2 && q.len().is_multiple_of(8) {
+                    let q: Vec<f32> = q.iter().map(|&x| self.kv_operand(x)).collect();
+                    tinyblas_dot(&q, k)
+                } else {
+                    ggml_vec_dot(self.cache_type(), q, k)
+                }
+            }
+        }
+    }
+
+    /// The attention-weighted sum of one value component over the filled cells (`p` and `v`
+    /// hold one entry per filled cell), in a step of `t` tokens.
+    pub fn pv_dot(&self, p: &[f32], v: &[f32], t: usize) -> f32 {
+        match self.mode {
+            Mode::Exact => dot_f64(p, v),
+            // ggml multiplies over the whole padded cache (a multiple of 256 cells) whose unused
+            // cells hold zeros: zero-padding to the kernel's step reproduces its lanes.
+            Mode::Ggml => {
+                let p: Vec<f32> = p.iter().map(|&x| self.kv_operand(x)).collect();
+                if t >= 2 {
+                    tinyblas_dot(&p, v)
+                } else {
+                    let n = p.len().next_multiple_of(32);
+                    let mut pp = p;
+                    pp.resize(n, 0.0);
+                    let mut vv = v.to_vec();
+                    vv.resize(n, 0.0);
+                    ggml_vec_dot(self.cache_type(), &pp, &vv)
+                }
+            }
+        }
+    }
+
+    fn cache_type(&self) -> GgmlType {
+        if self.round_kv_f16 {
+            GgmlType::F16
+        } else {
+            GgmlType::F32
+        }
+    }
+
+    /// What a value becomes when stored in the KV cache.
+    #[inline]
+    pub fn kv_store(&self, x: f32) -> f32 {
+        if self.round_kv_f16 {
+            f16_to_f32(f32_to_f16_ggml(x))
+        } else {
+            x
+        }
+    }
+
+    /// What the other operand of a matmul with the KV cache becomes (the query for K·Q, the
+    /// probabilities for V·P): F16's `vec_dot_type` is F16.
+    #[inline]
+    fn kv_operand(&self, x: f32) -> f32 {
+        self.kv_store(x)
+    }
+
+    /// `silu(gate) * up` over one row.
+    pub fn swiglu_row(&self, gate: &[f32], up: &[f32], out: &mut [f32]) {
+        match self.mode {
+            Mode::Exact => {
+                for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                    let g = f64::from(g);
+                    *o = (g / (1.0 + (-g).exp()) * f64::from(u)) as f32;
+                }
+            }
+            // ggml_vec_swiglu_f32: `ggml_v_silu` (x / (1 + v_expf(0 - x))) for whole groups of
+            // eight, `ggml_silu_f32` (x / (1 + expf(-x))) for the tail.
+            Mode::Ggml => {
+                let whole = gate.len() / 8 * 8;
+                for (i, ((o, &g), &u)) in out.iter_mut().zip(gate).zip(up).enumerate() {
+                    let e = if i < whole {
+                        v_expf(0.0 - g)
+                    } else {
+                        (-g).exp()
+                    };
+                    *o = g / (1.0 + e) * u;
+                }
+            }
+        }
+    }
+
+    /// GPT-2's tanh approximation of GELU.
+    pub fn gelu(&self, x: f32) -> f32 {
+        const GELU_COEF_A: f32 = 0.044715;
+        const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+        match self.mode {
+            Mode::Exact => {
+                let x = f64::from(x);
+                let a = f64::from(GELU_COEF_A);
+                let k = (2.0 / std::f64::consts::PI).sqrt();
+                (0.5 * x * (1.0 + (k * x * (1.0 + a * x * x)).tanh())) as f32
+            }
+            Mode::Ggml => {
+                if x <= -10.0 {
+                    0.0
+                } else if x >= 10.0 {
+                    x
+                } else {
+                    let xh = f16_to_f32(f32_to_f16_ggml(x));
+                    let g = 0.5
+                        * xh
+                        * (1.0 + (SQRT_2_OVER_PI * xh * (1.0 + GELU_COEF_A * xh * xh)).tanh());
+                    f16_to_f32(f32_to_f16_ggml(g))
+                }
+            }
+        }
+    }
+}
+
+/// f64 dot product of two f32 rows.
+fn dot_f64(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum::<f64>() as f32
+}
+
+/// `ggml_vec_dot_f32` / `ggml_vec_dot_f16` (through [`quant::vec_dot`], which reproduces them)
+/// of two rows whose values are already representable in `ty`.
+fn ggml_vec_dot(ty: GgmlType, x: &[f32], y: &[f32]) -> f32 {
+    let encode = |v: &[f32]| -> Vec<u8> {
+        match ty {
+            GgmlType::F16 => v
+                .iter()
+                .flat_map(|&f| f32_to_f16_ggml(f).to_le_bytes())
+                .collect(),
+            _ => v.iter().flat_map(|f| f.to_le_bytes()).collect(),
+        }
+    };
+    quant::vec_dot(ty, &encode(x), &encode(y), x.len()).expect("rows of equal length")
+}
+
+/// llamafile's `tinyBLAS<8, __m256, ...>::gemm_bloc` for one output (ggml-cpu/llamafile/
+/// sgemm.cpp): one 8-lane FMA accumulator over chunks of eight, then `hsum`. Rows are zero-padded
+/// to a whole chunk (the cache they come from is).
+fn tinyblas_dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (i, (&a, &b)) in x.iter().zip(y).enumerate() {
+        acc[i % 8] = a.mul_add(b, acc[i % 8]);
+    }
+    hsum8(&acc)
+}
+
+/// The horizontal sum of an `__m256` as ggml and llamafile take it: high half plus low half,
+/// then `(0 + 2) + (1 + 3)`.
+fn hsum8(a: &[f32; 8]) -> f32 {
+    let r = [a[4] + a[0], a[5] + a[1], a[6] + a[2], a[7] + a[3]];
+    (r[0] + r[2]) + (r[1] + r[3])
+}
+
+/// `ggml_v_expf` (ggml-cpu/vec.h, AVX2 branch) on one lane: ggml's vectorized `expf`, within
+/// 2 ulp of it, and what ggml's softmax uses for every whole group of eight.
+fn v_expf(x: f32) -> f32 {
+    let c = |bits: u32| f32::from_bits(bits);
+    let r = c(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(c(0x3fb8_aa3b), r);
+    let n = z - r;
+    let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x));
+    let e = z.to_bits() << 23;
+    let k = c(e.wrapping_add(1f32.to_bits()));
+    let u = b * b;
+    let j = c(0x3c07_2010)
+        .mul_add(b, c(0x3d2b_9f17))
+        .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
+        .mul_add(u, c(0x3f7f_fff6) * b);
+    // A NaN `n` takes the first path, as the vector compare does.
+    let large = n.abs() > 126.0;
+    if !large {
+        return j.mul_add(k, k);
+    }
+    let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
+    let s1 = c(g.wrapping_add(0x7f00_0000));
+    let s2 = c(e.wrapping_sub(g));
+    if n.abs() > 192.0 {
+        s1 * s1
+    } else {
+        s2.mul_add(j, s2) * s1
+    }
+}
+
+/// An activation row ready for dots with weight rows.
+#[derive(Debug, Clone)]
+pub enum Activation {
+    /// Exact mode: the f32 values.
+    F32(Vec<f32>),
+    /// Ggml mode: quantized to the weight type's `vec_dot_type`, for `vec_dot`.
+    Quantized(Vec<u8>),
+    /// Ggml mode, F32/F16 weights and two or more rows: values for llamafile's sgemm.
+    Sgemm(Vec<f32>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_masks() {
+        for mode in [Mode::Exact, Mode::Ggml] {
+            let n = Numerics::new(mode, KvType::F32);
+            let mut row = vec![1.0, 2.0, 3.0, 100.0];
+            n.softmax_masked(&mut row, 3, 0.5);
+            assert_eq!(row[3], 0.0);
+            let s: f32 = row.iter().sum();
+            assert!((s - 1.0).abs() < 1e-6, "{mode:?}: {s}");
+            assert!(row[2] > row[1] && row[1] > row[0]);
+        }
+    }
+
+    #[test]
+    fn v_expf_is_close_to_exp_and_zero_at_minus_infinity() {
+        assert_eq!(v_expf(f32::NEG_INFINITY), 0.0);
+        assert_eq!(v_expf(0.0), 1.0);
+        for i in -800..=80 {
+            let x = i as f32 / 10.0;
+            let want = f64::from(x).exp();
+            let got = f64::from(v_expf(x));
+            assert!((got - want).abs() <= 3e-7 * want, "{x}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn rope_angles_agree_between_modes() {
+        let e = Numerics::new(Mode::Exact, KvType::F32).rope_angles(7, 64, 10000.0);
+        let g = Numerics::new(Mode::Ggml, KvType::F32).rope_angles(7, 64, 10000.0);
+        assert_eq!(e.len(), 32);
+        for (a, b) in e.iter().zip(&g) {
+            assert!((a.0 - b.0).abs() < 1e-5 && (a.1 - b.1).abs() < 1e-5);
+        }
+        assert_eq!(e[0], (7f64.cos() as f32, 7f64.sin() as f32));
+    }
+
+    #[test]
+    fn kv_rounding_only_in_ggml_mode_with_f16() {
+        let x = 0.1f32;
+        assert_eq!(Numerics::new(Mode::Exact, KvType::F16).kv_store(x), x);
+        assert_eq!(Numerics::new(Mode::Ggml, KvType::F32).kv_store(x), x);
+        let r = Numerics::new(Mode::Ggml, KvType::F16).kv_store(x);
+        assert_ne!(r, x);
+        assert_eq!(r, half::f16::from_f32(x).to_f32());
+    }
+
+    #[test]
+    fn gelu_table_matches_formula_closely() {
+        let e = Numerics::new(Mode::Exact, KvType::F32);
+        let g = Numerics::new(Mode::Ggml, KvType::F32);
+        for i in -120..=120 {
+            let x = i as f32 / 10.0;
+            assert!(
+                (e.gelu(x) - g.gelu(x)).abs() <= 2e-3 * (1.0 + x.abs()),
+                "{x}"
+            );
+        }
+        assert_eq!(g.gelu(-10.5), 0.0);
+        assert_eq!(g.gelu(10.5), 10.5);
+    }
+}

@@ -1,0 +1,297 @@
+//! The building blocks of a forward pass: weights streamed from the mapped file, matmul,
+//! embedding rows, RoPE, attention over a growing KV cache. Mode-dependent arithmetic is
+//! delegated to [`Numerics`].
+
+use rayon::prelude::*;
+
+use super::numerics::Numerics;
+use super::ReferenceError;
+use crate::gguf::{GgufFile, TensorView};
+use crate::quant::{self, GgmlType};
+
+/// A 2-D weight matrix in the mapped file: `n_out` rows of `n_in` stored elements. It is never
+/// converted as a whole; each row is decoded inside the dot product that reads it.
+#[derive(Clone, Copy)]
+pub struct Matrix<'f> {
+    pub view: TensorView<'f>,
+}
+
+impl<'f> Matrix<'f> {
+    pub fn name(&self) -> &'f str {
+        &self.view.info.name
+    }
+    pub fn ty(&self) -> GgmlType {
+        self.view.info.ggml_type
+    }
+    pub fn n_in(&self) -> usize {
+        self.view.row_len()
+    }
+    pub fn n_out(&self) -> usize {
+        self.view.n_rows()
+    }
+}
+
+fn tensor_error(name: &str, reason: impl Into<String>) -> ReferenceError {
+    ReferenceError::Tensor {
+        name: name.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Looks up a matrix and checks its shape (`[n_in, n_out]`, ggml order) and that its type can be
+/// multiplied in this mode.
+pub fn matrix<'f>(
+    file: &'f GgufFile,
+    name: &str,
+    n_in: usize,
+    n_out: usize,
+) -> Result<Matrix<'f>, ReferenceError> {
+    let view = file
+        .tensor(name)
+        .map_err(|_| tensor_error(name, "missing from the model"))?;
+    let dims = &view.info.dims;
+    if dims.len() != 2 || dims[0] as usize != n_in || dims[1] as usize != n_out {
+        return Err(tensor_error(
+            name,
+            format!("has shape {dims:?}, expected [{n_in}, {n_out}]"),
+        ));
+    }
+    let ty = view.info.ggml_type;
+    // Both modes need the row decoder; ggml mode also needs the CPU dot product and its
+    // activation quantizer, which exist for the same set of types.
+    let mut probe = vec![0f32; ty.block_size()];
+    let block = vec![0u8; ty.type_size()];
+    if quant::dequantize_row(ty, &block, &mut probe).is_err()
+        || matches!(ty, GgmlType::Q8_1 | GgmlType::Q8K)
+    {
+        return Err(tensor_error(
+            name,
+            format!("has type {ty}, which the reference cannot multiply"),
+        ));
+    }
+    Ok(Matrix { view })
+}
+
+/// A 1-D tensor (norm weight, bias) of `n` elements, decoded to f32 (small, so held).
+pub fn vector(file: &GgufFile, name: &str, n: usize) -> Result<Vec<f32>, ReferenceError> {
+    let view = file
+        .tensor(name)
+        .map_err(|_| tensor_error(name, "missing from the model"))?;
+    let dims = &view.info.dims;
+    if dims.len() != 1 || dims[0] as usize != n {
+        return Err(tensor_error(
+            name,
+            format!("has shape {dims:?}, expected [{n}]"),
+        ));
+    }
+    let mut out = vec![0f32; n];
+    quant::dequantize_row(view.info.ggml_type, view.data, &mut out)
+        .map_err(|e| tensor_error(name, e.to_string()))?;
+    Ok(out)
+}
+
+/// `y[t] = W · x[t]` for the `t` rows of `x` (`[t, n_in]` → `[t, n_out]`), parallel over the
+/// output rows. Every output element is one independent dot product, so the result does not
+/// depend on the thread count.
+pub fn matmul(
+    num: &Numerics,
+    w: &Matrix<'_>,
+    x: &[f32],
+    t: usize,
+) -> Result<Vec<f32>, ReferenceError> {
+    let (n_in, n_out, ty) = (w.n_in(), w.n_out(), w.ty());
+    debug_assert_eq!(x.len(), t * n_in);
+    let wrap = |e: quant::QuantError| tensor_error(w.name(), e.to_string());
+    let acts = x
+        .chunks_exact(n_in)
+        .map(|row| num.activation(ty, row, t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
+    // Output-row-major first (each task owns whole weight rows), transposed at the end.
+    let mut by_row = vec![0f32; n_out * t];
+    by_row
+        .par_chunks_mut(t)
+        .with_min_len(16)
+        .enumerate()
+        .try_for_each(|(o, out)| {
+            let row = w.view.row(o);
+            for (y, act) in out.iter_mut().zip(&acts) {
+                *y = num.dot(ty, row, act, n_in)?;
+            }
+            Ok(())
+        })
+        .map_err(wrap)?;
+    let mut y = vec![0f32; t * n_out];
+    for o in 0..n_out {
+        for i in 0..t {
+            y[i * n_out + o] = by_row[o * t + i];
+        }
+    }
+    Ok(y)
+}
+
+/// Rows of an embedding table (`[n_embd, n_rows]`), as ggml's `get_rows`: decoded exactly.
+pub fn embedding_rows(table: &Matrix<'_>, ids: &[i32]) -> Result<Vec<f32>, ReferenceError> {
+    let n = table.n_in();
+    let mut out = vec![0f32; ids.len() * n];
+    for (&id, dst) in ids.iter().zip(out.chunks_exact_mut(n)) {
+        let row = usize::try_from(id)
+            .ok()
+            .filter(|&r| r < table.n_out())
+            .ok_or_else(|| {
+                tensor_error(
+                    table.name(),
+                    format!("token id {id} is outside its {} rows", table.n_out()),
+                )
+            })?;
+        quant::dequantize_row(table.ty(), table.view.row(row), dst)
+            .map_err(|e| tensor_error(table.name(), e.to_string()))?;
+    }
+    Ok(out)
+}
+
+/// Element-wise `a + b`.
+pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+/// Adds `bias` to every row of `x`.
+pub fn add_bias(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+    }
+}
+
+/// Which elements RoPE pairs up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// llama: adjacent elements `(2i, 2i+1)` (ggml's `GGML_ROPE_TYPE_NORMAL`).
+    Normal,
+    /// GPT-NeoX: `(i, i + n_dims/2)`.
+    Neox,
+}
+
+/// Rotates the first `n_dims` elements of every head of `x` (`[t, n_heads, head_dim]`), token
+/// `i` at position `positions[i]`.
+pub fn rope(
+    num: &Numerics,
+    x: &mut [f32],
+    head_dim: usize,
+    n_dims: usize,
+    base: f32,
+    style: RopeStyle,
+    positions: &[usize],
+) {
+    let per_token = x.len() / positions.len();
+    for (tok, &pos) in x.chunks_exact_mut(per_token).zip(positions) {
+        let angles = num.rope_angles(pos, n_dims, base);
+        for head in tok.chunks_exact_mut(head_dim) {
+            for (i, &cs) in angles.iter().enumerate() {
+                let (a, b) = match style {
+                    RopeStyle::Normal => (2 * i, 2 * i + 1),
+                    RopeStyle::Neox => (i, i + n_dims / 2),
+                };
+                (head[a], head[b]) = num.rotate(head[a], head[b], cs);
+            }
+        }
+    }
+}
+
+/// One layer's KV cache: `[filled, n_head_kv, head_dim]` for K and for V, as stored (rounded to
+/// f16 where the emulated cache is F16).
+#[derive(Debug, Default, Clone)]
+pub struct KvCache {
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+impl KvCache {
+    pub fn append(&mut self, num: &Numerics, k: &[f32], v: &[f32]) {
+        self.k.extend(k.iter().map(|&x| num.kv_store(x)));
+        self.v.extend(v.iter().map(|&x| num.kv_store(x)));
+    }
+}
+
+/// The attention geometry of one layer.
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+}
+
+impl Heads {
+    /// The KV head query head `h` reads: consecutive query heads share one (GQA).
+    pub fn kv_head(&self, h: usize) -> usize {
+        h / (self.n_head / self.n_head_kv)
+    }
+}
+
+/// Attention results: the probabilities `[n_head, t, filled]` and the weighted values
+/// `[t, n_head * head_dim]`.
+pub struct Attention {
+    pub probs: Vec<f32>,
+    pub out: Vec<f32>,
+}
+
+/// Causal attention of the queries for cache cells `cells` (`q` is `[t, n_head, head_dim]`) over
+/// the cache, which holds every cell up to `cells.end`. `kv_head` maps a query head to its KV
+/// head.
+pub fn attention(
+    num: &Numerics,
+    cache: &KvCache,
+    q: &[f32],
+    cells: std::ops::Range<usize>,
+    heads: Heads,
+    scale: f32,
+    kv_head: impl Fn(usize) -> usize + Sync,
+) -> Attention {
+    let Heads {
+        n_head,
+        n_head_kv,
+        head_dim: d,
+    } = heads;
+    let filled = cache.k.len() / (n_head_kv * d);
+    let (pos0, t) = (cells.start, cells.len());
+    // Where cell `f`, KV head `hk` starts in the cache.
+    let at = |f: usize, hk: usize| (f * n_head_kv + hk) * d;
+    let mut probs = vec![0f32; n_head * t * filled];
+    probs
+        .par_chunks_mut(t * filled)
+        .enumerate()
+        .for_each(|(h, head_probs)| {
+            let hk = kv_head(h);
+            for (i, row) in head_probs.chunks_exact_mut(filled).enumerate() {
+                let qv = &q[(i * n_head + h) * d..][..d];
+                let visible = pos0 + i + 1;
+                for (f, s) in row[..visible].iter_mut().enumerate() {
+                    *s = num.kq_dot(qv, &cache.k[at(f, hk)..][..d], t);
+                }
+                num.softmax_masked(row, visible, scale);
+            }
+        });
+    // V as ggml reads it: for each KV head and component, a row over the cells.
+    let mut v_rows = vec![0f32; n_head_kv * d * filled];
+    for f in 0..filled {
+        for hk in 0..n_head_kv {
+            for j in 0..d {
+                v_rows[(hk * d + j) * filled + f] = cache.v[at(f, hk) + j];
+            }
+        }
+    }
+    let mut out = vec![0f32; t * n_head * d];
+    out.par_chunks_mut(n_head * d)
+        .enumerate()
+        .for_each(|(i, tok_out)| {
+            for h in 0..n_head {
+                let hk = kv_head(h);
+                let p = &probs[(h * t + i) * filled..][..filled];
+                for (j, o) in tok_out[h * d..(h + 1) * d].iter_mut().enumerate() {
+                    *o = num.pv_dot(p, &v_rows[(hk * d + j) * filled..][..filled], t);
+                }
+            }
+        });
+    Attention { probs, out }
+}
