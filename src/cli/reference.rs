@@ -25,8 +25,13 @@ pub struct Args {
     #[arg(long)]
     pub filter: Option<String>,
     /// Evaluate these prompt token ids (comma-separated) instead of tokenizing the prompt.
-    #[arg(long, value_delimiter = ',', value_name = "ID,ID,...")]
+    #[arg(long, value_delimiter = ',', value_name = "ID,ID,...", conflicts_with = "follow")]
     pub token_ids: Option<Vec<i32>>,
+    /// Evaluate exactly the inputs of this dump folder (its prompt token ids, and its generated
+    /// tokens as the decode inputs), e.g. llama.cpp's, so that a greedy choice that differs does
+    /// not change what later steps compare.
+    #[arg(long, value_name = "DIR")]
+    pub follow: Option<PathBuf>,
 }
 
 /// The settings the reference shares with `run` and `gate`.
@@ -60,6 +65,7 @@ impl Config {
             filter,
             fault: self.inject_fault,
             token_ids: None,
+            decode_tokens: None,
         }
     }
 }
@@ -69,6 +75,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .config
         .reference_options(parse_filter(args.filter.as_deref())?);
     opts.token_ids = args.token_ids;
+    if let Some(dir) = &args.follow {
+        let (prompt, decode) = followed_inputs(dir)?;
+        opts.token_ids = Some(prompt);
+        opts.decode_tokens = Some(decode);
+    }
     if let Some(f) = opts.fault {
         eprintln!("warning: fault {} injected into the reference", f.name());
     }
@@ -85,4 +96,22 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         s.generated_tokens
     );
     Ok(Outcome::Pass)
+}
+
+/// The prompt token ids and generated tokens recorded in a dump folder's manifest.
+pub fn followed_inputs(dir: &std::path::Path) -> anyhow::Result<(Vec<i32>, Vec<i32>)> {
+    let folder = crate::checkpoint::DumpFolder::open(dir)
+        .with_context(|| format!("--follow {}", dir.display()))?;
+    let m = folder.manifest.with_context(|| {
+        format!(
+            "--follow {}: the folder has no manifest.json to take inputs from",
+            dir.display()
+        )
+    })?;
+    anyhow::ensure!(
+        !m.prompt_tokens.is_empty(),
+        "--follow {}: the manifest records no prompt tokens",
+        dir.display()
+    );
+    Ok((m.prompt_tokens, m.generated_tokens))
 }

@@ -88,6 +88,11 @@ pub struct ReferenceOptions {
     pub fault: Option<Fault>,
     /// Prompt token ids to evaluate instead of tokenizing the prompt.
     pub token_ids: Option<Vec<i32>>,
+    /// The token fed at each decode step (step `s` gets `decode_tokens[s - 1]`) instead of the
+    /// reference's own greedy choice: another producer's choices, so that both sides evaluate
+    /// the same inputs at every step even where their greedy choices differ. The reference's
+    /// own choices are still recorded as its generated tokens.
+    pub decode_tokens: Option<Vec<i32>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +107,8 @@ pub enum ReferenceError {
     EmptyPrompt,
     #[error("{tokens} positions exceed the model's {n_ctx} learned positions")]
     Context { tokens: usize, n_ctx: usize },
+    #[error("{given} decode tokens given for {steps} steps")]
+    DecodeTokens { given: usize, steps: u32 },
     #[error("tokenizer: {0}")]
     Tokenizer(#[from] TokenizerError),
     #[error("thread pool: {0}")]
@@ -233,6 +240,9 @@ pub fn producer_detail(opts: &ReferenceOptions) -> BTreeMap<String, String> {
     if let Some(f) = opts.fault {
         d.insert("fault".to_string(), f.name());
     }
+    if opts.decode_tokens.is_some() {
+        d.insert("decode_inputs".to_string(), "followed".to_string());
+    }
     d
 }
 
@@ -258,6 +268,14 @@ pub fn reference(
     };
     if prompt_tokens.is_empty() {
         return Err(ReferenceError::EmptyPrompt);
+    }
+    if let Some(d) = &opts.decode_tokens {
+        if d.len() < opts.steps as usize {
+            return Err(ReferenceError::DecodeTokens {
+                given: d.len(),
+                steps: opts.steps,
+            });
+        }
     }
     let mut net: Box<dyn Forward + '_> = match params.arch {
         Arch::Llama => Box::new(llama::Llama::load(&file, &params)?),
@@ -303,7 +321,11 @@ pub fn reference(
         let next = greedy_token(last) as i32;
         generated.push(next);
         pos += input.len();
-        input = vec![next];
+        let fed = match &opts.decode_tokens {
+            Some(d) => d.get(step as usize).copied().unwrap_or(next),
+            None => next,
+        };
+        input = vec![fed];
     }
     writer.manifest.generated_tokens = generated.clone();
     let checkpoints = writer.manifest.checkpoints.len();
