@@ -245,6 +245,8 @@ fn strings() -> Vec<String> {
     v.push("abc".repeat(100));
     v.push("\n".repeat(64));
     v.push("😀".repeat(40));
+    v.push(format!("{}x", " ".repeat(20_000)));
+    v.push("The old woman, 42 times, said: don't! 日本語 😀\n".repeat(200));
     v
 }
 

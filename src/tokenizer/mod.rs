@@ -18,16 +18,19 @@
 //!   the `<|channel|>`, `<|message|>`, `<|start|>`, `<|constrain|>` names llama.cpp forces to
 //!   user-defined), longest text first (ties by id: llama.cpp's `std::sort` leaves their order
 //!   unspecified). Each occurrence becomes its token; the text around it is tokenized apart.
-//! * `llama` ([`spm`]): the `LLAMA_VOCAB_TYPE_SPM` branch of `llama_vocab::impl::tokenize`
+//! * `llama` (spm.rs): the `LLAMA_VOCAB_TYPE_SPM` branch of `llama_vocab::impl::tokenize`
 //!   (a space is prepended to the first text fragment and to one right after a user-defined
 //!   token when the space prefix is on, then every space becomes `▁`) and
 //!   `llm_tokenizer_spm_session`.
-//! * `gpt2` ([`bpe`]): the `LLAMA_VOCAB_TYPE_BPE` branch and `llm_tokenizer_bpe_session`, on
+//! * `gpt2` (bpe.rs): the `LLAMA_VOCAB_TYPE_BPE` branch and `llm_tokenizer_bpe_session`, on
 //!   the HF `tokenizers` crate (a BPE model from the GGUF vocabulary and merges, and `Split`
 //!   pre-tokenizers with the expressions llama.cpp uses for the file's `tokenizer.ggml.pre`,
 //!   then `ByteLevel`). Pre-tokenizers: `default` (also when the key is absent, as llama.cpp
 //!   does), `gpt-2`, `phi-2`, `mpt`, `olmo` (GPT-2's pattern), `smollm`, `starcoder`,
-//!   `refact`, `command-r` (every digit apart, then GPT-2's pattern).
+//!   `refact`, `command-r` (every digit apart, then GPT-2's pattern); `gpt2` is not a
+//!   pre-tokenizer name, llama.cpp refuses it too. GPT-2's pattern runs as a real regex here
+//!   where llama.cpp has a hand-written matcher over its own Unicode tables: a code point whose
+//!   category differs between those tables and the `regex` crate's would split differently.
 //!
 //! Not supported (a [`TokenizerError`] names the problem): other tokenizer models (`bert`,
 //! `t5`, `rwkv`, ...), other pre-tokenizers (llama3, qwen2, ... have their own patterns and
@@ -94,7 +97,7 @@ pub enum TokenizerError {
     Library(String),
 }
 
-/// The vocabulary as llama.cpp holds it: texts, scores and types by id, and text -> id.
+/// The vocabulary as llama.cpp holds it: texts and scores by id, and text -> id.
 struct Vocab {
     tokens: Vec<String>,
     scores: Vec<f32>,
