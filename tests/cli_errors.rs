@@ -75,3 +75,54 @@ fn bad_flags() {
     assert_one_line_exit_2(&["extract", "m.gguf", "Hi", "--bogus"], "--bogus");
     assert_one_line_exit_2(&["no-such-command"], "no-such-command");
 }
+
+#[test]
+fn reference_bad_input() {
+    let dir = common::scratch("cli_reference_bad");
+    let out = dir.join("out");
+    let o = out.to_str().unwrap();
+    assert_one_line_exit_2(
+        &["reference", "/nonexistent/model.gguf", "Hi", "--out", o],
+        "/nonexistent/model.gguf",
+    );
+    let text = dir.join("notes.gguf");
+    std::fs::write(&text, b"this is not a model, just text\n").unwrap();
+    assert_one_line_exit_2(
+        &["reference", text.to_str().unwrap(), "Hi", "--out", o],
+        "GGUF",
+    );
+    // A valid GGUF file of an architecture the reference does not implement.
+    let other = dir.join("falcon.gguf");
+    let mut w = llorch_diff::gguf::GgufWriter::new();
+    w.add_meta(
+        "general.architecture",
+        llorch_diff::gguf::MetaValue::Str("falcon".into()),
+    )
+    .unwrap();
+    w.write(&other, |_, _| Ok(())).unwrap();
+    assert_one_line_exit_2(
+        &["reference", other.to_str().unwrap(), "Hi", "--out", o],
+        "falcon",
+    );
+    assert_one_line_exit_2(
+        &["reference", "m.gguf", "Hi", "--out", o, "--mode", "fast"],
+        "fast",
+    );
+    assert_one_line_exit_2(
+        &[
+            "reference",
+            "m.gguf",
+            "Hi",
+            "--out",
+            o,
+            "--inject-fault",
+            "typo",
+        ],
+        "typo",
+    );
+    assert_one_line_exit_2(
+        &["reference", "m.gguf", "Hi", "--out", o, "--threads", "0"],
+        "0",
+    );
+    assert!(!out.exists(), "no output folder on failure");
+}

@@ -25,7 +25,12 @@ pub struct Args {
     #[arg(long)]
     pub filter: Option<String>,
     /// Evaluate these prompt token ids (comma-separated) instead of tokenizing the prompt.
-    #[arg(long, value_delimiter = ',', value_name = "ID,ID,...", conflicts_with = "follow")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "ID,ID,...",
+        conflicts_with = "follow"
+    )]
     pub token_ids: Option<Vec<i32>>,
     /// Evaluate exactly the inputs of this dump folder (its prompt token ids, and its generated
     /// tokens as the decode inputs), e.g. llama.cpp's, so that a greedy choice that differs does
