@@ -111,24 +111,32 @@ impl Numerics {
         }
     }
 
-    /// Dot of a stored weight row with a prepared activation row of `n` elements.
-    #[inline]
-    pub fn dot(
+    /// Dots of one stored weight row of `n` elements with every prepared activation row
+    /// (`out[i]` for `acts[i]`).
+    pub fn dot_row(
         &self,
         weight_type: GgmlType,
         weight_row: &[u8],
-        act: &Activation,
+        acts: &[Activation],
         n: usize,
-    ) -> Result<f32, QuantError> {
-        match act {
-            Activation::F32(x) => quant::dot_exact(weight_type, weight_row, x),
-            Activation::Quantized(a) => quant::vec_dot(weight_type, weight_row, a, n),
-            Activation::Sgemm(x) => {
-                let mut w = vec![0f32; n];
-                quant::dequantize_row(weight_type, weight_row, &mut w)?;
-                Ok(tinyblas_dot(&w, x))
-            }
+        out: &mut [f32],
+    ) -> Result<(), QuantError> {
+        // The sgemm path reads the row as floats: decode it once for all activation rows.
+        let mut decoded = Vec::new();
+        for (y, act) in out.iter_mut().zip(acts) {
+            *y = match act {
+                Activation::F32(x) => quant::dot_exact(weight_type, weight_row, x)?,
+                Activation::Quantized(a) => quant::vec_dot(weight_type, weight_row, a, n)?,
+                Activation::Sgemm(x) => {
+                    if decoded.is_empty() {
+                        decoded = vec![0f32; n];
+                        quant::dequantize_row(weight_type, weight_row, &mut decoded)?;
+                    }
+                    tinyblas_dot(&decoded, x)
+                }
+            };
         }
+        Ok(())
     }
 
     /// `x / rms(x) * w`.

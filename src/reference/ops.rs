@@ -113,13 +113,7 @@ pub fn matmul(
         .par_chunks_mut(t)
         .with_min_len(16)
         .enumerate()
-        .try_for_each(|(o, out)| {
-            let row = w.view.row(o);
-            for (y, act) in out.iter_mut().zip(&acts) {
-                *y = num.dot(ty, row, act, n_in)?;
-            }
-            Ok(())
-        })
+        .try_for_each(|(o, out)| num.dot_row(ty, w.view.row(o), &acts, n_in, out))
         .map_err(wrap)?;
     let mut y = vec![0f32; t * n_out];
     for o in 0..n_out {
