@@ -25,14 +25,18 @@ pub struct Args {
     pub out: PathBuf,
 }
 
+/// A weight type name as `--quant` takes it.
+pub fn parse_quant(name: &str) -> anyhow::Result<GgmlType> {
+    GgmlType::parse_name(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown tensor type '{name}' (try f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)"
+        )
+    })
+}
+
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let preset = Preset::parse(&args.preset)?;
-    let quant = GgmlType::parse_name(&args.quant).ok_or_else(|| {
-        anyhow::anyhow!(
-            "unknown tensor type '{}' (try f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)",
-            args.quant
-        )
-    })?;
+    let quant = parse_quant(&args.quant)?;
     let start = std::time::Instant::now();
     presets::write_preset(preset, quant, args.seed, &args.out).with_context(|| {
         format!(

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod gate;
 pub mod inspect;
 pub mod make_model;
+mod pipeline;
 pub mod reference;
 pub mod run;
 
