@@ -14,7 +14,7 @@ use super::reference::Config;
 use crate::gguf::presets::{self, Preset};
 use crate::llamacpp::extract::{check_model_file, extract, ExtractOptions, ExtractSummary};
 use crate::quant::GgmlType;
-use crate::reference::{reference, ReferenceSummary};
+use crate::reference::{reference, ReferenceError, ReferenceSummary};
 
 /// The built-in model of `run` when none is named.
 pub const DEFAULT_PRESET: Preset = Preset::TinyLlama;
@@ -237,8 +237,11 @@ pub struct Produced {
 }
 
 /// Runs llama.cpp, then the reference, writing `dir/llama.cpp` and `dir/reference`. The
-/// reference evaluates `token_ids` when given, else the prompt tokens llama.cpp evaluated,
-/// never its own tokenization: both sides always see the same input.
+/// reference evaluates `token_ids` when given (a baseline's stored prompt), else its own
+/// tokenization of the prompt, so that the `tokens` checkpoint checks the tokenizer; where the
+/// Rust tokenizer does not support the model, llama.cpp's ids, with a warning. Decode steps
+/// always follow llama.cpp's generated tokens, so a greedy choice that differs does not make
+/// later steps compare different inputs.
 pub fn produce(
     model: &Path,
     prompt: &str,
@@ -259,11 +262,24 @@ pub fn produce(
 
     let started = Instant::now();
     let mut ropts = config.reference_options(parse_filter(filter)?);
-    ropts.token_ids = Some(token_ids.unwrap_or_else(|| llama.prompt_tokens.clone()));
+    ropts.token_ids = token_ids;
+    ropts.decode_tokens = Some(llama.generated_tokens.clone());
     if let Some(f) = ropts.fault {
         eprintln!("warning: fault {} injected into the reference", f.name());
     }
-    let reference = reference(model, prompt, &dir.join(REFERENCE), &ropts).context("reference")?;
+    let out = dir.join(REFERENCE);
+    let reference = match reference(model, prompt, &out, &ropts) {
+        Err(ReferenceError::Tokenizer(e)) => {
+            eprintln!(
+                "warning: the Rust tokenizer cannot tokenize for this model ({e}); the reference \
+                 evaluates llama.cpp's token ids, so tokenization is not checked"
+            );
+            ropts.token_ids = Some(llama.prompt_tokens.clone());
+            reference(model, prompt, &out, &ropts)
+        }
+        other => other,
+    }
+    .context("reference")?;
     let reference_secs = started.elapsed().as_secs_f64();
     Ok(Produced {
         llama,
