@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use llorch_diff::checkpoint::catalogue::{step_checkpoints, CheckpointId};
 use llorch_diff::checkpoint::{CheckpointName, DumpFolder, Kind};
 use llorch_diff::llamacpp::capture::{self, GraphFamily};
@@ -19,25 +16,6 @@ fn opts(steps: u32) -> ExtractOptions {
         threads: 2,
         filter: None,
     }
-}
-
-fn read_all(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(dir).unwrap().display().to_string(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -178,11 +156,18 @@ fn two_runs_are_byte_identical() {
     };
     extract(&model, "Determinism, twice.", &dir.join("a"), &o).unwrap();
     extract(&model, "Determinism, twice.", &dir.join("b"), &o).unwrap();
-    let (a, b) = (read_all(&dir.join("a")), read_all(&dir.join("b")));
+    let (a, b) = (
+        common::read_tree(&dir.join("a")),
+        common::read_tree(&dir.join("b")),
+    );
     assert!(a.len() > 1000);
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (k, v) in &a {
-        assert!(v == &b[k], "{k} differs between two identical runs");
+        assert!(
+            v == &b[k],
+            "{} differs between two identical runs",
+            k.display()
+        );
     }
 }
 

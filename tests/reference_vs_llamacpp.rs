@@ -232,25 +232,6 @@ fn every_fault_is_caught_at_the_first_checkpoint_it_touches() {
     }
 }
 
-fn all_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(dir).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn reference_dumps_are_deterministic_whatever_the_thread_count() {
     let model = common::smollm2();
@@ -270,7 +251,7 @@ fn reference_dumps_are_deterministic_whatever_the_thread_count() {
                 decode_tokens: None,
             };
             reference(&model, "Hello world", &out, &opts).unwrap();
-            folders.push(all_bytes(&out));
+            folders.push(common::read_tree(&out));
         }
         // The manifest records the thread count; everything else is byte-identical.
         let strip = |m: &BTreeMap<PathBuf, Vec<u8>>| {

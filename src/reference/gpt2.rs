@@ -131,8 +131,6 @@ impl Forward for Gpt2<'_> {
             head_dim: d,
         };
         let eps = run.norm_eps(p);
-        let scale = run.attn_scale(d);
-        let kv_head = |h: usize| run.kv_head(heads, h);
         let blk = |layer: usize, kind: Kind| CheckpointName::layer(layer as u32, kind);
 
         let positions = run.positions(pos0, t);
@@ -164,17 +162,9 @@ impl Forward for Gpt2<'_> {
             taps.put(blk(l, Kind::Kcur), &[t, p.n_head_kv, d], &k)?;
             taps.put(blk(l, Kind::Vcur), &[t, p.n_head_kv, d], &v)?;
 
-            let cache = &mut self.cache[l];
-            cache.append(num, &k, &v);
-            let filled = pos0 + t;
-            taps.put(blk(l, Kind::CacheK), &[filled, p.n_head_kv, d], &cache.k)?;
-            taps.put(blk(l, Kind::CacheV), &[filled, p.n_head_kv, d], &cache.v)?;
+            let kqv = run.attend(l, &mut self.cache[l], [&q, &k, &v], pos0, heads, taps)?;
 
-            let att = ops::attention(num, cache, &q, pos0..filled, heads, scale, kv_head);
-            taps.put(blk(l, Kind::KqSoftMax), &[p.n_head, t, filled], &att.probs)?;
-            taps.put(blk(l, Kind::KqvOut), &[t, q_dim], &att.out)?;
-
-            let attn_out = w.attn_output.apply(num, &att.out, t)?;
+            let attn_out = w.attn_output.apply(num, &kqv, t)?;
             taps.put(blk(l, Kind::AttnOut), &[t, e], &attn_out)?;
             let ffn_inp = ops::add(&attn_out, &x);
             taps.put(blk(l, Kind::FfnInp), &[t, e], &ffn_inp)?;

@@ -95,8 +95,6 @@ impl Forward for Llama<'_> {
             RopeStyle::Normal
         };
         let positions = run.positions(pos0, t);
-        let scale = run.attn_scale(d);
-        let kv_head = |h: usize| run.kv_head(heads, h);
         let blk = |layer: usize, kind: Kind| CheckpointName::layer(layer as u32, kind);
 
         let mut x = ops::embedding_rows(&self.token_embd, tokens)?;
@@ -122,17 +120,9 @@ impl Forward for Llama<'_> {
             );
             taps.put(blk(l, Kind::KcurRope), &[t, p.n_head_kv, d], &k)?;
 
-            let cache = &mut self.cache[l];
-            cache.append(num, &k, &v);
-            let filled = pos0 + t;
-            taps.put(blk(l, Kind::CacheK), &[filled, p.n_head_kv, d], &cache.k)?;
-            taps.put(blk(l, Kind::CacheV), &[filled, p.n_head_kv, d], &cache.v)?;
+            let kqv = run.attend(l, &mut self.cache[l], [&q, &k, &v], pos0, heads, taps)?;
 
-            let att = ops::attention(num, cache, &q, pos0..filled, heads, scale, kv_head);
-            taps.put(blk(l, Kind::KqSoftMax), &[p.n_head, t, filled], &att.probs)?;
-            taps.put(blk(l, Kind::KqvOut), &[t, p.n_head * d], &att.out)?;
-
-            let attn_out = ops::matmul(num, &w.wo, &att.out, t)?;
+            let attn_out = ops::matmul(num, &w.wo, &kqv, t)?;
             taps.put(blk(l, Kind::AttnOut), &[t, e], &attn_out)?;
             let ffn_inp = ops::add(&attn_out, &x);
             taps.put(blk(l, Kind::FfnInp), &[t, e], &ffn_inp)?;

@@ -24,13 +24,13 @@ use globset::GlobMatcher;
 
 use crate::checkpoint::manifest::{sha256_file, ModelInfo};
 use crate::checkpoint::{
-    greedy_token, CheckpointName, DumpError, DumpWriter, KvType, Manifest, Tensor,
+    greedy_token, CheckpointName, DumpError, DumpWriter, Kind, KvType, Manifest, Tensor,
 };
 use crate::gguf::{Arch, GgufFile, ModelParams};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 pub use numerics::{Mode, Numerics};
-use ops::Heads;
+use ops::{Heads, KvCache};
 
 /// A deliberate mistake injected into the reference, each touching one checkpoint first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -180,6 +180,46 @@ impl Run {
         } else {
             heads.kv_head(h)
         }
+    }
+}
+
+impl Run {
+    /// The attention block both architectures share: stores this step's K and V (`q`, `k`, `v`
+    /// as `[t, heads, head_dim]`) in the layer's cache, attends over it, and taps `cache_k`,
+    /// `cache_v`, `kq_soft_max` and `kqv_out`. Returns the weighted values
+    /// `[t, n_head * head_dim]`.
+    pub fn attend(
+        &self,
+        layer: usize,
+        cache: &mut KvCache,
+        [q, k, v]: [&[f32]; 3],
+        pos0: usize,
+        heads: Heads,
+        taps: &mut Taps<'_>,
+    ) -> Result<Vec<f32>, ReferenceError> {
+        let Heads {
+            n_head,
+            n_head_kv,
+            head_dim: d,
+        } = heads;
+        let t = q.len() / (n_head * d);
+        let blk = |kind| CheckpointName::layer(layer as u32, kind);
+        cache.append(&self.numerics, k, v);
+        let filled = pos0 + t;
+        taps.put(blk(Kind::CacheK), &[filled, n_head_kv, d], &cache.k)?;
+        taps.put(blk(Kind::CacheV), &[filled, n_head_kv, d], &cache.v)?;
+        let att = ops::attention(
+            &self.numerics,
+            cache,
+            q,
+            pos0..filled,
+            heads,
+            self.attn_scale(d),
+            |h| self.kv_head(heads, h),
+        );
+        taps.put(blk(Kind::KqSoftMax), &[n_head, t, filled], &att.probs)?;
+        taps.put(blk(Kind::KqvOut), &[t, n_head * d], &att.out)?;
+        Ok(att.out)
     }
 }
 
