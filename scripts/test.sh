@@ -1,9 +1,17 @@
 #!/usr/bin/env sh
 # The test command: fetch the real model (cached, sha256-verified), make sure numpy is there for
-# the .npy interoperability test, then run every test in release mode (numerics are slow in debug).
+# the .npy interoperability test, then run every test in release mode (numerics are slow in debug)
+# and print the totals.
 set -eu
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 ./scripts/fetch-model.sh
 python3 -c "import numpy" 2>/dev/null || python3 -m pip install --quiet numpy
-cargo test --release "$@"
+# Run the suite, keeping cargo's exit status, then close with the totals over every test binary
+# (cargo's own last line is the doc-tests', which says little about the run).
+LOG="$(mktemp)"; STATUS="$(mktemp)"
+trap 'rm -f "$LOG" "$STATUS"' EXIT
+{ cargo test --release --no-fail-fast "$@" 2>&1 && echo 0 > "$STATUS" || echo $? > "$STATUS"; } | tee "$LOG"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "all tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$LOG"
+exit "$(cat "$STATUS")"
