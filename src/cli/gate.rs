@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::compare::tolerances;
 use super::make_model::parse_quant;
@@ -128,13 +128,18 @@ impl NewBaseline {
     }
 }
 
-/// gate.toml as written.
-#[derive(Debug, Deserialize)]
+/// gate.toml: read and written as is.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct SpecFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
     preset: Option<String>,
+    /// Relative to the baseline folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     quant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
     prompt: String,
     steps: u32,
@@ -146,12 +151,12 @@ struct SpecFile {
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub source: ModelSource,
-    /// A model file's path as gate.toml records it (relative to the baseline folder).
-    pub model_entry: Option<PathBuf>,
     pub prompt: String,
     pub steps: u32,
     pub kv_type: KvType,
     pub mode: Mode,
+    /// As gate.toml records it.
+    file: SpecFile,
 }
 
 impl Spec {
@@ -162,117 +167,81 @@ impl Spec {
         let f: SpecFile = toml::from_str(&text).map_err(|e| {
             anyhow::anyhow!("{}: {}", path.display(), e.message().replace('\n', " "))
         })?;
+        Spec::new(f, dir).with_context(|| path.display().to_string())
+    }
+
+    /// A new baseline's spec from the flags, with every default written out.
+    fn from_flags(n: &NewBaseline, dir: &Path) -> anyhow::Result<Spec> {
+        anyhow::ensure!(
+            n.preset.is_some() || n.model.is_some(),
+            "{} has no {SPEC_FILE}: describe the new baseline with --preset NAME or --model FILE",
+            dir.display()
+        );
+        let preset = n.preset.is_some();
+        let f = SpecFile {
+            preset: n.preset.clone(),
+            model: n
+                .model
+                .as_deref()
+                .map(|m| relative_path(m, dir))
+                .transpose()?,
+            quant: n
+                .quant
+                .clone()
+                .or_else(|| preset.then(|| DEFAULT_QUANT.name().to_ascii_lowercase())),
+            seed: n.seed.or(preset.then_some(DEFAULT_SEED)),
+            prompt: n.prompt.clone().unwrap_or_else(|| "Hello".into()),
+            steps: n.steps.unwrap_or(2),
+            kv_type: Some(n.kv_type.unwrap_or(KvType::F32)),
+            mode: Some(n.mode.unwrap_or(Mode::Ggml).as_str().to_string()),
+        };
+        Spec::new(f, dir)
+    }
+
+    fn new(f: SpecFile, dir: &Path) -> anyhow::Result<Spec> {
         let mode = match &f.mode {
             None => Mode::Ggml,
-            Some(m) => clap::ValueEnum::from_str(m, true).map_err(|_| {
-                anyhow::anyhow!(
-                    "{}: mode {m:?} is not a reference mode (exact, ggml)",
-                    path.display()
-                )
-            })?,
+            Some(m) => clap::ValueEnum::from_str(m, true)
+                .map_err(|_| anyhow::anyhow!("mode {m:?} is not a reference mode (exact, ggml)"))?,
         };
         let source = match (&f.preset, &f.model) {
             (Some(p), None) => ModelSource::Preset {
-                preset: Preset::parse(p).with_context(|| path.display().to_string())?,
+                preset: Preset::parse(p)?,
                 quant: f
                     .quant
                     .as_deref()
                     .map(parse_quant)
-                    .transpose()
-                    .with_context(|| path.display().to_string())?
+                    .transpose()?
                     .unwrap_or(DEFAULT_QUANT),
                 seed: f.seed.unwrap_or(DEFAULT_SEED),
             },
             (None, Some(m)) => {
                 anyhow::ensure!(
                     f.quant.is_none() && f.seed.is_none(),
-                    "{}: quant and seed describe a preset, not the model file {}",
-                    path.display(),
+                    "quant and seed describe a preset, not the model file {}",
                     m.display()
                 );
                 ModelSource::File(dir.join(m))
             }
-            _ => anyhow::bail!("{}: name exactly one of preset or model", path.display()),
+            _ => anyhow::bail!("name exactly one of preset or model"),
         };
         Ok(Spec {
             source,
-            model_entry: f.model,
-            prompt: f.prompt,
+            prompt: f.prompt.clone(),
             steps: f.steps,
             kv_type: f.kv_type.unwrap_or(KvType::F32),
             mode,
+            file: f,
         })
     }
 
-    fn from_flags(n: &NewBaseline, dir: &Path) -> anyhow::Result<Spec> {
-        let (source, model_entry) = match (&n.preset, &n.model) {
-            (Some(p), None) => (
-                ModelSource::Preset {
-                    preset: Preset::parse(p)?,
-                    quant: n
-                        .quant
-                        .as_deref()
-                        .map(parse_quant)
-                        .transpose()?
-                        .unwrap_or(DEFAULT_QUANT),
-                    seed: n.seed.unwrap_or(DEFAULT_SEED),
-                },
-                None,
-            ),
-            (None, Some(m)) => {
-                anyhow::ensure!(
-                    n.quant.is_none() && n.seed.is_none(),
-                    "--quant and --seed describe a preset, not the model file {}",
-                    m.display()
-                );
-                // Run on the path as given; gate.toml records it from the baseline folder.
-                (ModelSource::File(m.clone()), Some(relative_path(m, dir)?))
-            }
-            _ => anyhow::bail!(
-                "{} has no {SPEC_FILE}: describe the new baseline with --preset NAME or --model FILE",
-                dir.display()
-            ),
-        };
-        Ok(Spec {
-            source,
-            model_entry,
-            prompt: n.prompt.clone().unwrap_or_else(|| "Hello".into()),
-            steps: n.steps.unwrap_or(2),
-            kv_type: n.kv_type.unwrap_or(KvType::F32),
-            mode: n.mode.unwrap_or(Mode::Ggml),
-        })
-    }
-
-    fn to_toml(&self) -> String {
-        let s = |v: &str| toml::Value::String(v.to_string()).to_string();
-        let mut t = String::from(
+    fn to_toml(&self) -> anyhow::Result<String> {
+        Ok(format!(
             "# A llorch-diff gate baseline: the run `llorch-diff gate --baseline <this folder>`\n\
              # repeats and judges against the stored dumps in llama.cpp/ (see `gate --help`).\n\
-             # After editing, `gate --update` stores the new run.\n",
-        );
-        match (&self.source, &self.model_entry) {
-            (
-                ModelSource::Preset {
-                    preset,
-                    quant,
-                    seed,
-                },
-                _,
-            ) => {
-                t += &format!("preset = {}\n", s(preset.name()));
-                t += &format!("quant = {}\n", s(&quant.name().to_ascii_lowercase()));
-                t += &format!("seed = {seed}\n");
-            }
-            (ModelSource::File(p), entry) => {
-                let p = entry.as_ref().unwrap_or(p);
-                t += &format!("model = {}\n", s(&p.to_string_lossy()));
-            }
-        }
-        t += &format!("prompt = {}\n", s(&self.prompt));
-        t += &format!("steps = {}\n", self.steps);
-        t += &format!("kv_type = {}\n", s(self.kv_type.as_str()));
-        t += &format!("mode = {}\n", s(self.mode.as_str()));
-        t
+             # After editing, `gate --update` stores the new run.\n{}",
+            toml::to_string(&self.file).context("writing gate.toml")?
+        ))
     }
 
     /// Where the stored dumps' manifest records another run than this spec describes.
@@ -709,7 +678,7 @@ fn update(
     let target = store(&fresh_llama.dir, dir)?;
     let spec_path = dir.join(SPEC_FILE);
     if !spec_path.is_file() {
-        write_atomic(&spec_path, spec.to_toml().as_bytes())
+        write_atomic(&spec_path, spec.to_toml()?.as_bytes())
             .with_context(|| format!("writing {}", spec_path.display()))?;
         eprintln!("wrote {}", spec_path.display());
     }
