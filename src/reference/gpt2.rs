@@ -125,11 +125,7 @@ impl Forward for Gpt2<'_> {
         let num = &run.numerics;
         let (t, e, d) = (tokens.len(), p.n_embd, p.head_dim);
         let (q_dim, kv_dim) = (p.n_head * d, p.n_head_kv * d);
-        let heads = Heads {
-            n_head: p.n_head,
-            n_head_kv: p.n_head_kv,
-            head_dim: d,
-        };
+        let heads = Heads::of(p);
         let eps = run.norm_eps(p);
         let blk = |layer: usize, kind: Kind| CheckpointName::layer(layer as u32, kind);
 

@@ -78,11 +78,7 @@ impl Forward for Llama<'_> {
         let p = &self.p;
         let num = &run.numerics;
         let (t, e, d) = (tokens.len(), p.n_embd, p.head_dim);
-        let heads = Heads {
-            n_head: p.n_head,
-            n_head_kv: p.n_head_kv,
-            head_dim: d,
-        };
+        let heads = Heads::of(p);
         let eps = run.norm_eps(p);
         let rope_base = if run.has(Fault::RopeBase) {
             p.rope_freq_base / 10.0

@@ -217,6 +217,14 @@ pub struct Heads {
 }
 
 impl Heads {
+    pub fn of(p: &crate::gguf::ModelParams) -> Heads {
+        Heads {
+            n_head: p.n_head,
+            n_head_kv: p.n_head_kv,
+            head_dim: p.head_dim,
+        }
+    }
+
     /// The KV head query head `h` reads: consecutive query heads share one (GQA).
     pub fn kv_head(&self, h: usize) -> usize {
         h / (self.n_head / self.n_head_kv)
