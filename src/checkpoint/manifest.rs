@@ -87,6 +87,26 @@ pub struct Entry {
     pub shape: Vec<usize>,
 }
 
+impl ModelInfo {
+    /// The model file as a manifest records it: its name (not the machine-dependent path) and
+    /// sha256.
+    pub fn of_file(
+        path: &std::path::Path,
+        architecture: &str,
+        n_layer: u32,
+    ) -> std::io::Result<ModelInfo> {
+        Ok(ModelInfo {
+            file: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            sha256: sha256_file(path)?,
+            architecture: architecture.to_string(),
+            n_layer,
+        })
+    }
+}
+
 impl Manifest {
     pub fn new(producer: &str) -> Self {
         Manifest {

@@ -7,7 +7,7 @@ use globset::GlobMatcher;
 
 use super::capture::{self, CaptureError, GraphFamily};
 use super::{KvType, LlamaError, Session};
-use crate::checkpoint::manifest::{sha256_file, ModelInfo};
+use crate::checkpoint::manifest::ModelInfo;
 use crate::checkpoint::{greedy_token, CheckpointName, DumpError, DumpWriter, Manifest, Tensor};
 
 #[derive(Debug, Clone)]
@@ -118,18 +118,11 @@ pub fn extract(
 
     let mut manifest = Manifest::new("llama.cpp");
     manifest.producer_detail = producer_detail();
-    manifest.model = ModelInfo {
-        file: model
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        sha256: sha256_file(model).map_err(|e| ExtractError::Model {
+    manifest.model =
+        ModelInfo::of_file(model, &arch, dims.n_layer as u32).map_err(|e| ExtractError::Model {
             path: model.to_path_buf(),
             reason: e.to_string(),
-        })?,
-        architecture: arch,
-        n_layer: dims.n_layer as u32,
-    };
+        })?;
     manifest.prompt = prompt.to_string();
     manifest.prompt_tokens = prompt_tokens.clone();
     manifest.kv_type = opts.kv_type.as_str().to_string();

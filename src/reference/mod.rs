@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use globset::GlobMatcher;
 
-use crate::checkpoint::manifest::{sha256_file, ModelInfo};
+use crate::checkpoint::manifest::ModelInfo;
 use crate::checkpoint::{
     greedy_token, CheckpointName, DumpError, DumpWriter, Kind, KvType, Manifest, Tensor,
 };
@@ -329,15 +329,8 @@ pub fn reference(
 
     let mut manifest = Manifest::new("reference");
     manifest.producer_detail = producer_detail(opts);
-    manifest.model = ModelInfo {
-        file: model
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        sha256: sha256_file(model).map_err(|e| model_error(model, e))?,
-        architecture: arch,
-        n_layer: params.n_layer as u32,
-    };
+    manifest.model = ModelInfo::of_file(model, &arch, params.n_layer as u32)
+        .map_err(|e| model_error(model, e))?;
     manifest.prompt = prompt.to_string();
     manifest.prompt_tokens = prompt_tokens.clone();
     manifest.kv_type = opts.kv_type.as_str().to_string();
