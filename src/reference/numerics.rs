@@ -289,43 +289,70 @@ impl Numerics {
         }
     }
 
-    /// The score of a query row against a cached key row, in a step of `t` tokens.
-    pub fn kq_dot(&self, q: &[f32], k: &[f32], t: usize) -> f32 {
+    /// The kernel llama.cpp uses for K·Q (rows of `head_dim`) in a step of `t` tokens.
+    pub fn kq_kernel(&self, t: usize, head_dim: usize) -> AttnKernel {
         match self.mode {
-            Mode::Exact => dot_f64(q, k),
+            Mode::Exact => AttnKernel::ExactF64,
             // The query is rounded to the cache type (`vec_dot_type`); llamafile's sgemm takes
             // the product when it has two or more columns and an F16 cache (an F32 query is not
             // contiguous for a prompt, and sgemm refuses single columns).
-            Mode::Ggml => {
-                if self.round_kv_f16 && t >= 2 && q.len().is_multiple_of(8) {
-                    let q: Vec<f32> = q.iter().map(|&x| self.kv_operand(x)).collect();
-                    tinyblas_dot(&q, k)
-                } else {
-                    ggml_vec_dot(self.cache_type(), q, k)
-                }
+            Mode::Ggml if self.round_kv_f16 && t >= 2 && head_dim.is_multiple_of(8) => {
+                AttnKernel::Sgemm
             }
+            Mode::Ggml => AttnKernel::VecDot {
+                ty: self.cache_type(),
+                padded: false,
+            },
         }
     }
 
-    /// The attention-weighted sum of one value component over the filled cells (`p` and `v`
-    /// hold one entry per filled cell), in a step of `t` tokens.
-    pub fn pv_dot(&self, p: &[f32], v: &[f32], t: usize) -> f32 {
+    /// The kernel llama.cpp uses for V·P (rows over the cells) in a step of `t` tokens.
+    pub fn pv_kernel(&self, t: usize) -> AttnKernel {
         match self.mode {
-            Mode::Exact => dot_f64(p, v),
+            Mode::Exact => AttnKernel::ExactF64,
+            Mode::Ggml if t >= 2 => AttnKernel::Sgemm,
             // ggml multiplies over the whole padded cache (a multiple of 256 cells) whose unused
-            // cells hold zeros: zero-padding to the kernel's step reproduces its lanes.
-            Mode::Ggml => {
-                let p: Vec<f32> = p.iter().map(|&x| self.kv_operand(x)).collect();
-                if t >= 2 {
-                    tinyblas_dot(&p, v)
-                } else {
-                    let n = p.len().next_multiple_of(32);
-                    let mut pp = p;
-                    pp.resize(n, 0.0);
-                    let mut vv = v.to_vec();
-                    vv.resize(n, 0.0);
-                    ggml_vec_dot(self.cache_type(), &pp, &vv)
+            // cells hold zeros: zero-padding to vec_dot's step of 32 reproduces its lanes.
+            Mode::Ggml => AttnKernel::VecDot {
+                ty: self.cache_type(),
+                padded: true,
+            },
+        }
+    }
+
+    /// One row of an attention product as `kernel` reads it: rounded to the cache type, padded
+    /// and encoded where the kernel needs it. Prepared once, dotted many times.
+    pub fn operand(&self, kernel: AttnKernel, x: &[f32]) -> Operand {
+        let mut values: Vec<f32> = match kernel {
+            AttnKernel::ExactF64 => x.to_vec(),
+            _ => x.iter().map(|&v| self.kv_operand(v)).collect(),
+        };
+        let bytes = match kernel {
+            AttnKernel::VecDot { ty, padded } => {
+                if padded {
+                    values.resize(values.len().next_multiple_of(32), 0.0);
                 }
+                match ty {
+                    GgmlType::F16 => values
+                        .iter()
+                        .flat_map(|&f| f32_to_f16_ggml(f).to_le_bytes())
+                        .collect(),
+                    _ => values.iter().flat_map(|f| f.to_le_bytes()).collect(),
+                }
+            }
+            _ => Vec::new(),
+        };
+        Operand { values, bytes }
+    }
+
+    /// The dot product of two operands prepared for `kernel`.
+    pub fn attn_dot(&self, kernel: AttnKernel, a: &Operand, b: &Operand) -> f32 {
+        match kernel {
+            AttnKernel::ExactF64 => dot_f64(&a.values, &b.values),
+            AttnKernel::Sgemm => tinyblas_dot(&a.values, &b.values),
+            // `vec_dot` reproduces ggml_vec_dot_f32/f16; the operands have equal lengths.
+            AttnKernel::VecDot { ty, .. } => {
+                quant::vec_dot(ty, &a.bytes, &b.bytes, a.values.len()).unwrap_or(f32::NAN)
             }
         }
     }
@@ -416,21 +443,6 @@ fn dot_f64(a: &[f32], b: &[f32]) -> f32 {
         .sum::<f64>() as f32
 }
 
-/// `ggml_vec_dot_f32` / `ggml_vec_dot_f16` (through [`quant::vec_dot`], which reproduces them)
-/// of two rows whose values are already representable in `ty`.
-fn ggml_vec_dot(ty: GgmlType, x: &[f32], y: &[f32]) -> f32 {
-    let encode = |v: &[f32]| -> Vec<u8> {
-        match ty {
-            GgmlType::F16 => v
-                .iter()
-                .flat_map(|&f| f32_to_f16_ggml(f).to_le_bytes())
-                .collect(),
-            _ => v.iter().flat_map(|f| f.to_le_bytes()).collect(),
-        }
-    };
-    quant::vec_dot(ty, &encode(x), &encode(y), x.len()).expect("rows of equal length")
-}
-
 /// llamafile's `tinyBLAS<8, __m256, ...>::gemm_bloc` for one output (ggml-cpu/llamafile/
 /// sgemm.cpp): one 8-lane FMA accumulator over chunks of eight, then `hsum`. Rows are zero-padded
 /// to a whole chunk (the cache they come from is).
@@ -477,6 +489,25 @@ fn v_expf(x: f32) -> f32 {
     } else {
         s2.mul_add(j, s2) * s1
     }
+}
+
+/// How an attention product (K·Q or V·P) is summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttnKernel {
+    /// Exact mode: f64 products and sums.
+    ExactF64,
+    /// llamafile's sgemm (tinyBLAS) lane order.
+    Sgemm,
+    /// `ggml_vec_dot_f32` or `ggml_vec_dot_f16`, rows zero-padded to 32 when `padded`.
+    VecDot { ty: GgmlType, padded: bool },
+}
+
+/// An attention row prepared for its kernel by [`Numerics::operand`].
+#[derive(Debug, Clone)]
+pub struct Operand {
+    values: Vec<f32>,
+    /// The values in the cache type's bytes, for [`AttnKernel::VecDot`].
+    bytes: Vec<u8>,
 }
 
 /// An activation row ready for dots with weight rows.

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::numerics::Numerics;
+use super::numerics::{Numerics, Operand};
 use super::ReferenceError;
 use crate::gguf::{GgufFile, TensorView};
 use crate::quant::{self, GgmlType};
@@ -257,8 +257,14 @@ pub fn attention(
     } = heads;
     let filled = cache.k.len() / (n_head_kv * d);
     let (pos0, t) = (cells.start, cells.len());
-    // Where cell `f`, KV head `hk` starts in the cache.
-    let at = |f: usize, hk: usize| (f * n_head_kv + hk) * d;
+    // Every row is prepared for its kernel once: keys per cell and KV head, values per KV head
+    // and component (a row over the cells, as ggml reads the transposed V cache).
+    let kq = num.kq_kernel(t, d);
+    let keys: Vec<Operand> = cache
+        .k
+        .chunks_exact(d)
+        .map(|k| num.operand(kq, k))
+        .collect();
     let mut probs = vec![0f32; n_head * t * filled];
     probs
         .par_chunks_mut(t * filled)
@@ -266,32 +272,34 @@ pub fn attention(
         .for_each(|(h, head_probs)| {
             let hk = kv_head(h);
             for (i, row) in head_probs.chunks_exact_mut(filled).enumerate() {
-                let qv = &q[(i * n_head + h) * d..][..d];
+                let query = num.operand(kq, &q[(i * n_head + h) * d..][..d]);
                 let visible = pos0 + i + 1;
                 for (f, s) in row[..visible].iter_mut().enumerate() {
-                    *s = num.kq_dot(qv, &cache.k[at(f, hk)..][..d], t);
+                    *s = num.attn_dot(kq, &query, &keys[f * n_head_kv + hk]);
                 }
                 num.softmax_masked(row, visible, scale);
             }
         });
-    // V as ggml reads it: for each KV head and component, a row over the cells.
-    let mut v_rows = vec![0f32; n_head_kv * d * filled];
-    for f in 0..filled {
-        for hk in 0..n_head_kv {
-            for j in 0..d {
-                v_rows[(hk * d + j) * filled + f] = cache.v[at(f, hk) + j];
+    let pv = num.pv_kernel(t);
+    let mut column = vec![0f32; filled];
+    let values: Vec<Operand> = (0..n_head_kv * d)
+        .map(|r| {
+            let (hk, j) = (r / d, r % d);
+            for (f, c) in column.iter_mut().enumerate() {
+                *c = cache.v[(f * n_head_kv + hk) * d + j];
             }
-        }
-    }
+            num.operand(pv, &column)
+        })
+        .collect();
     let mut out = vec![0f32; t * n_head * d];
     out.par_chunks_mut(n_head * d)
         .enumerate()
         .for_each(|(i, tok_out)| {
-            for h in 0..n_head {
+            for (h, head_out) in tok_out.chunks_exact_mut(d).enumerate() {
                 let hk = kv_head(h);
-                let p = &probs[(h * t + i) * filled..][..filled];
-                for (j, o) in tok_out[h * d..(h + 1) * d].iter_mut().enumerate() {
-                    *o = num.pv_dot(p, &v_rows[(hk * d + j) * filled..][..filled], t);
+                let p = num.operand(pv, &probs[(h * t + i) * filled..][..filled]);
+                for (j, o) in head_out.iter_mut().enumerate() {
+                    *o = num.attn_dot(pv, &p, &values[hk * d + j]);
                 }
             }
         });
