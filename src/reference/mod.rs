@@ -293,6 +293,12 @@ pub fn reference(
     out: &Path,
     opts: &ReferenceOptions,
 ) -> Result<ReferenceSummary, ReferenceError> {
+    // The reader's I/O errors name the path themselves; checking the file first keeps the
+    // common case (no such file) to one mention of it, as extract does.
+    let meta = std::fs::metadata(model).map_err(|e| model_error(model, e))?;
+    if !meta.is_file() {
+        return Err(model_error(model, "not a file"));
+    }
     let file = GgufFile::open(model).map_err(|e| model_error(model, e))?;
     let arch = file
         .architecture()
