@@ -53,9 +53,13 @@ const GGML_CPP: &[&str] = &[
     "ggml/src/ggml-cpu/llamafile/sgemm.cpp",
 ];
 
+/// What llama.cpp's own CMake defines for the CPU backend by default (`GGML_LLAMAFILE` and
+/// `GGML_CPU_REPACK` are ON there). Repacking is compiled in; whether a run uses it is a
+/// runtime choice of the shim (`use_extra_bufts`), recorded in every manifest.
 const DEFINES: &[&str] = &[
     "GGML_USE_CPU",
     "GGML_USE_LLAMAFILE",
+    "GGML_USE_CPU_REPACK",
     "_GNU_SOURCE",
     "NDEBUG",
 ];

@@ -53,6 +53,7 @@ fn main() {
                 steps,
                 kv_type: KvType::F32,
                 threads: 2,
+                repack: true,
                 filter: None,
             },
         )
@@ -73,6 +74,7 @@ fn main() {
                     mode,
                     steps,
                     kv_type: KvType::F32,
+                    cpu: llorch_diff::cpu_config::CpuConfig::from_env(true),
                     threads: 0,
                     filter: None,
                     fault: None,

@@ -6,6 +6,7 @@
 
 #include "extractor.h"
 
+#include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "ggml.h"
@@ -170,6 +171,7 @@ llorch_session *llorch_session_open(const char *model_path, const llorch_options
     auto *s = new llorch_session();
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = 0;
+    mp.use_extra_bufts = options->use_repack != 0;
     s->model = llama_model_load_from_file(model_path, mp);
     if (s->model == nullptr) {
         set_error(std::string("llama.cpp could not load the model ") + model_path);
@@ -343,6 +345,95 @@ int llorch_ggml_vec_dot(int32_t type, int64_t n, const void *weight, const void 
     const ggml_type_traits_cpu *tr = ggml_get_type_traits_cpu(static_cast<ggml_type>(type));
     if (tr->vec_dot == nullptr) return -1;
     tr->vec_dot(static_cast<int>(n), out, 0, weight, 0, activation, 0, 1);
+    return 0;
+}
+
+int llorch_ggml_mul_mat(int32_t type, const void *weight, int64_t n_in, int64_t n_out,
+                        const float *activations, int64_t t, int32_t n_threads, int32_t use_repack,
+                        float *out) {
+    if (type < 0 || type >= GGML_TYPE_COUNT || weight == nullptr || activations == nullptr ||
+        out == nullptr || n_in <= 0 || n_out <= 0 || t <= 0 || n_threads <= 0) {
+        set_error("bad argument");
+        return -1;
+    }
+    ggml_cpu_init();
+    const ggml_type wtype = static_cast<ggml_type>(type);
+    if (n_in % ggml_blck_size(wtype) != 0) {
+        set_error("row length is not a whole number of blocks");
+        return -1;
+    }
+    ggml_init_params ip = {ggml_tensor_overhead() * 8 + ggml_graph_overhead(), nullptr, true};
+    ggml_context *ctx_w = ggml_init(ip);
+    ggml_context *ctx = ggml_init(ip);
+    ggml_tensor *w = ggml_new_tensor_2d(ctx_w, wtype, n_in, n_out);
+    ggml_tensor *x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_in, t);
+    ggml_tensor *y = ggml_mul_mat(ctx, w, x);
+    ggml_cgraph *gf = ggml_new_graph(ctx);
+    ggml_build_forward_expand(gf, y);
+
+    // The repack buffer type is the CPU device's first extra buffer type, as llama.cpp finds it.
+    ggml_backend_buffer_t wbuf = nullptr;
+    int repacked = 0;
+    if (use_repack) {
+        ggml_backend_reg_t reg = ggml_backend_cpu_reg();
+        ggml_backend_dev_t dev = ggml_backend_reg_dev_get(reg, 0);
+        auto get_extra = (ggml_backend_dev_get_extra_bufts_t)ggml_backend_reg_get_proc_address(
+            reg, "ggml_backend_dev_get_extra_bufts");
+        ggml_backend_buffer_type_t *extra = get_extra ? get_extra(dev) : nullptr;
+        for (; extra && *extra; ++extra) {
+            if (std::strcmp(ggml_backend_buft_name(*extra), "CPU_REPACK") != 0) continue;
+            wbuf = ggml_backend_alloc_ctx_tensors_from_buft(ctx_w, *extra);
+            // init_tensor leaves `extra` null when there is no repacked layout for this weight.
+            if (wbuf && w->extra == nullptr) {
+                ggml_backend_buffer_free(wbuf);
+                wbuf = nullptr;
+            }
+            break;
+        }
+        repacked = wbuf != nullptr;
+    }
+    if (wbuf == nullptr) {
+        wbuf = ggml_backend_alloc_ctx_tensors_from_buft(ctx_w, ggml_backend_cpu_buffer_type());
+    }
+    ggml_backend_buffer_t xbuf = ggml_backend_alloc_ctx_tensors_from_buft(ctx, ggml_backend_cpu_buffer_type());
+    ggml_backend_t backend = ggml_backend_cpu_init();
+    int rc = -1;
+    if (wbuf && xbuf && backend) {
+        ggml_backend_cpu_set_n_threads(backend, n_threads);
+        ggml_backend_tensor_set(w, weight, 0, ggml_nbytes(w));
+        ggml_backend_tensor_set(x, activations, 0, ggml_nbytes(x));
+        if (ggml_backend_graph_compute(backend, gf) == GGML_STATUS_SUCCESS) {
+            ggml_backend_tensor_get(y, out, 0, ggml_nbytes(y));
+            rc = repacked;
+        } else {
+            set_error("graph compute failed");
+        }
+    } else {
+        set_error("could not allocate the matmul's buffers");
+    }
+    if (backend) ggml_backend_free(backend);
+    if (xbuf) ggml_backend_buffer_free(xbuf);
+    if (wbuf) ggml_backend_buffer_free(wbuf);
+    ggml_free(ctx);
+    ggml_free(ctx_w);
+    return rc;
+}
+
+int llorch_quantize_model(const char *in_path, const char *out_path, int32_t ftype, int32_t n_threads) {
+    if (in_path == nullptr || out_path == nullptr) {
+        set_error("null argument");
+        return -1;
+    }
+    llama_log_set(log_callback, nullptr);
+    std::call_once(g_backend_once, [] { llama_backend_init(); });
+    llama_model_quantize_params qp = llama_model_quantize_default_params();
+    qp.nthread = n_threads;
+    qp.ftype = static_cast<llama_ftype>(ftype);
+    qp.allow_requantize = true;
+    if (llama_model_quantize(in_path, out_path, &qp) != 0) {
+        set_error("llama_model_quantize failed (see llama.cpp's log above)");
+        return -1;
+    }
     return 0;
 }
 

@@ -24,6 +24,9 @@ typedef struct llorch_options {
     int32_t kv_type;
     /* Context length; the prompt plus all decode steps must fit. */
     int32_t n_ctx;
+    /* Nonzero: weights go to the CPU backend's repack buffers where it has a layout for them
+     * (llama.cpp's default, `use_extra_bufts`); zero: plain CPU buffers (`--no-repack`). */
+    int32_t use_repack;
 } llorch_options;
 
 typedef struct llorch_model_dims {
@@ -86,6 +89,17 @@ int64_t llorch_ggml_quantize_cpu(int32_t type, const float *src, void *dst, int6
 int32_t llorch_ggml_vec_dot_type(int32_t type);
 /* ggml's CPU dot product of a weight row and an activation row already in vec_dot_type. */
 int llorch_ggml_vec_dot(int32_t type, int64_t n, const void *weight, const void *activation, float *out);
+/* One MUL_MAT through the CPU backend, as a graph computes it: weight [n_out rows of n_in] of
+ * `type`, activations [t rows of n_in] f32, out [t rows of n_out]. With use_repack the weight is
+ * loaded into the repack buffer when the backend has a layout for it. Returns 1 when the weight
+ * was repacked, 0 when not, -1 on error. */
+int llorch_ggml_mul_mat(int32_t type, const void *weight, int64_t n_in, int64_t n_out,
+                        const float *activations, int64_t t, int32_t n_threads, int32_t use_repack,
+                        float *out);
+
+/* llama_model_quantize: rewrites a GGUF with every matrix in the llama_ftype `ftype`
+ * (LLAMA_FTYPE_MOSTLY_*), as llama.cpp's quantize tool does (requantizing allowed). */
+int llorch_quantize_model(const char *in_path, const char *out_path, int32_t ftype, int32_t n_threads);
 
 #ifdef __cplusplus
 }

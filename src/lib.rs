@@ -3,11 +3,13 @@
 //! Two producers of checkpoints, [`llamacpp`] (llama.cpp through our extractor shim) and
 //! [`reference`] (an independent Rust forward pass), and one judge, [`compare`], that knows
 //! only the dump folders described in [`checkpoint`]. [`report`] renders the judge's verdicts.
-//! Both producers share the model substrate: [`gguf`], [`quant`] and [`tokenizer`].
+//! Both producers share the model substrate: [`gguf`], [`quant`] and [`tokenizer`], and the
+//! description of llama.cpp's CPU backend configuration, [`cpu_config`].
 
 pub mod checkpoint;
 pub mod cli;
 pub mod compare;
+pub mod cpu_config;
 pub mod gguf;
 pub mod llamacpp;
 pub mod quant;

@@ -14,6 +14,7 @@ fn opts(steps: u32) -> ExtractOptions {
         steps,
         kv_type: KvType::F32,
         threads: 2,
+        repack: true,
         filter: None,
     }
 }

@@ -13,6 +13,7 @@ use llorch_diff::compare::{compare_folders, Comparison, Tolerances};
 use llorch_diff::gguf::presets::{write_preset, Preset};
 use llorch_diff::llamacpp::extract::{extract, ExtractOptions, ExtractSummary};
 use llorch_diff::llamacpp::{set_verbose, KvType};
+use llorch_diff::cpu_config::CpuConfig;
 use llorch_diff::quant::GgmlType;
 use llorch_diff::reference::{reference, Fault, Mode, ReferenceOptions};
 
@@ -24,6 +25,7 @@ fn llama_cpp(model: &Path, prompt: &str, kv: KvType, steps: u32, out: &Path) -> 
         steps,
         kv_type: kv,
         threads: 2,
+        repack: true,
         filter: None,
     };
     extract(model, prompt, out, &opts).unwrap()
@@ -36,6 +38,7 @@ fn ref_opts(mode: Mode, kv: KvType, steps: u32, ex: &ExtractSummary) -> Referenc
         mode,
         steps,
         kv_type: kv,
+        cpu: CpuConfig::from_env(true),
         threads: 0,
         filter: None,
         fault: None,
@@ -244,6 +247,7 @@ fn reference_dumps_are_deterministic_whatever_the_thread_count() {
                 mode,
                 steps: 2,
                 kv_type: KvType::F16,
+                cpu: CpuConfig::from_env(true),
                 threads,
                 filter: None,
                 fault: None,

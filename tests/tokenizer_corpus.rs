@@ -256,7 +256,7 @@ fn check(label: &str, model: &Path, extra: &[&str]) -> usize {
     llamacpp::set_verbose(false);
     let file = GgufFile::open(model).unwrap();
     let tok = Tokenizer::from_gguf(&file).unwrap_or_else(|e| panic!("{label}: {e}"));
-    let session = Session::open(model, 64, KvType::F32, 1).unwrap();
+    let session = Session::open(model, 64, KvType::F32, 1, true).unwrap();
     let mut texts = strings();
     texts.extend(extra.iter().map(|s| s.to_string()));
     let pieces = |ids: &[i32]| -> Vec<String> {

@@ -29,6 +29,10 @@ pub struct Args {
     /// CPU threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Keep weights in plain CPU buffers instead of the repacked layouts llama.cpp uses by
+    /// default (as llama.cpp's own `--no-repack`).
+    #[arg(long)]
+    pub no_repack: bool,
     /// Print every node of the prompt's graph (name, op, ne) instead of dumping: catalogue work.
     #[arg(long, hide = true)]
     pub list_nodes: bool,
@@ -67,6 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         steps: args.steps,
         kv_type: args.kv_type,
         threads: args.threads,
+        repack: !args.no_repack,
         filter: parse_filter(args.filter.as_deref())?,
     };
     let started = std::time::Instant::now();

@@ -488,6 +488,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         steps: spec.steps,
         kv_type: spec.kv_type,
         threads: args.threads,
+        no_repack: false,
         inject_fault: args.inject_fault,
     };
     // The reference evaluates the stored prompt tokens: if llama.cpp's tokenizer moved, only

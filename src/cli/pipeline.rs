@@ -255,6 +255,7 @@ pub fn produce(
         steps: config.steps,
         kv_type: config.kv_type,
         threads: config.threads.unwrap_or(1) as usize,
+        repack: !config.no_repack,
         filter: parse_filter(filter)?,
     };
     let llama = extract(model, prompt, &dir.join(LLAMA_CPP), &opts).context("extract")?;

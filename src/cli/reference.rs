@@ -55,6 +55,10 @@ pub struct Config {
     /// depend on it.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
+    /// llama.cpp without its repacked weight layouts (as its own `--no-repack`); the reference
+    /// in ggml mode emulates whichever is chosen.
+    #[arg(long)]
+    pub no_repack: bool,
     /// Inject a deliberate fault into the reference (validation of the validator).
     #[arg(long, value_enum, hide = true, value_name = "FAULT")]
     pub inject_fault: Option<Fault>,
@@ -66,6 +70,7 @@ impl Config {
             mode: self.mode,
             steps: self.steps,
             kv_type: self.kv_type,
+            cpu: crate::cpu_config::CpuConfig::from_env(!self.no_repack),
             threads: self.threads.unwrap_or(0) as usize,
             filter,
             fault: self.inject_fault,
@@ -84,6 +89,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         let (prompt, decode) = followed_inputs(dir)?;
         opts.token_ids = Some(prompt);
         opts.decode_tokens = Some(decode);
+        if let Some(cpu) = followed_cpu_config(dir)? {
+            opts.cpu = cpu;
+        }
     }
     if let Some(f) = opts.fault {
         eprintln!("warning: fault {} injected into the reference", f.name());
@@ -101,6 +109,18 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         s.generated_tokens
     );
     Ok(Outcome::Pass)
+}
+
+/// The CPU backend configuration a dump folder's manifest records (llama.cpp's, or a ggml-mode
+/// reference's), so that following a run also follows the kernels it ran.
+pub fn followed_cpu_config(
+    dir: &std::path::Path,
+) -> anyhow::Result<Option<crate::cpu_config::CpuConfig>> {
+    let folder = crate::checkpoint::DumpFolder::open(dir)
+        .with_context(|| format!("--follow {}", dir.display()))?;
+    Ok(folder
+        .manifest
+        .and_then(|m| crate::cpu_config::CpuConfig::from_record(&m.producer_detail)))
 }
 
 /// The prompt token ids and generated tokens recorded in a dump folder's manifest.

@@ -8,6 +8,7 @@ use globset::GlobMatcher;
 use super::capture::{self, CaptureError, GraphFamily};
 use super::{KvType, LlamaError, Session};
 use crate::checkpoint::manifest::ModelInfo;
+use crate::cpu_config::CpuConfig;
 use crate::checkpoint::{greedy_token, CheckpointName, DumpError, DumpWriter, Manifest, Tensor};
 
 #[derive(Debug, Clone)]
@@ -16,6 +17,8 @@ pub struct ExtractOptions {
     pub steps: u32,
     pub kv_type: KvType,
     pub threads: usize,
+    /// Use the CPU backend's repacked weight layouts (llama.cpp's default).
+    pub repack: bool,
     /// Only checkpoints whose name matches are dumped (and asked of llama.cpp).
     pub filter: Option<GlobMatcher>,
 }
@@ -86,7 +89,7 @@ pub fn extract(
     check_model_file(model)?;
     // A context large enough for the usual prompt; reopened below if the prompt is longer.
     let mut n_ctx = 512;
-    let mut session = Session::open(model, n_ctx, opts.kv_type, opts.threads)?;
+    let mut session = Session::open(model, n_ctx, opts.kv_type, opts.threads, opts.repack)?;
     let arch = session.meta("general.architecture").unwrap_or_default();
     let family = GraphFamily::from_architecture(&arch)
         .ok_or_else(|| ExtractError::Architecture(arch.clone()))?;
@@ -98,7 +101,7 @@ pub fn extract(
     if needed > n_ctx {
         n_ctx = needed.div_ceil(256) * 256;
         drop(session);
-        session = Session::open(model, n_ctx, opts.kv_type, opts.threads)?;
+        session = Session::open(model, n_ctx, opts.kv_type, opts.threads, opts.repack)?;
     }
     let dims = session.dims();
 
@@ -118,6 +121,7 @@ pub fn extract(
 
     let mut manifest = Manifest::new("llama.cpp");
     manifest.producer_detail = producer_detail();
+    CpuConfig::from_env(opts.repack).record(&mut manifest.producer_detail);
     manifest.model =
         ModelInfo::of_file(model, &arch, dims.n_layer as u32).map_err(|e| ExtractError::Model {
             path: model.to_path_buf(),
@@ -169,7 +173,7 @@ pub fn survey(
     kv_type: KvType,
 ) -> Result<Vec<(String, String, [usize; 4])>, ExtractError> {
     check_model_file(model)?;
-    let mut session = Session::open(model, 512, kv_type, 1)?;
+    let mut session = Session::open(model, 512, kv_type, 1, true)?;
     let tokens = session.tokenize(prompt, true, false)?;
     if tokens.is_empty() {
         return Err(ExtractError::EmptyPrompt);

@@ -11,6 +11,7 @@ pub struct llorch_options {
     pub n_threads: i32,
     pub kv_type: i32,
     pub n_ctx: i32,
+    pub use_repack: i32,
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -147,5 +148,26 @@ unsafe extern "C" {
         weight: *const ::std::os::raw::c_void,
         activation: *const ::std::os::raw::c_void,
         out: *mut f32,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn llorch_ggml_mul_mat(
+        type_: i32,
+        weight: *const ::std::os::raw::c_void,
+        n_in: i64,
+        n_out: i64,
+        activations: *const f32,
+        t: i64,
+        n_threads: i32,
+        use_repack: i32,
+        out: *mut f32,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn llorch_quantize_model(
+        in_path: *const ::std::os::raw::c_char,
+        out_path: *const ::std::os::raw::c_char,
+        ftype: i32,
+        n_threads: i32,
     ) -> ::std::os::raw::c_int;
 }

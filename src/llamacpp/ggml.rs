@@ -78,3 +78,50 @@ pub fn vec_dot(ty: GgmlType, n: usize, weight: &[u8], activation: &[u8]) -> Opti
     };
     (rc == 0).then_some(out)
 }
+
+/// The result of one MUL_MAT computed by ggml's CPU backend.
+#[derive(Debug, Clone)]
+pub struct MulMat {
+    /// `[t, n_out]`, row-major.
+    pub out: Vec<f32>,
+    /// Whether the backend moved the weight to its repack buffer (and so ran a repacked kernel).
+    pub repacked: bool,
+}
+
+/// `ggml_mul_mat(weight, x)` computed by ggml's CPU backend as a graph, with `threads` threads:
+/// whichever kernel the backend dispatches to (vec_dot, llamafile sgemm, the tiled GEMM, a
+/// repacked GEMM/GEMV when `repack` and the weight has a repacked layout). `weight` holds
+/// `n_out` rows of `n_in` elements of `ty`; `x` holds `t` rows of `n_in` floats.
+pub fn mul_mat(
+    ty: GgmlType,
+    weight: &[u8],
+    n_in: usize,
+    n_out: usize,
+    x: &[f32],
+    t: usize,
+    threads: usize,
+    repack: bool,
+) -> Option<MulMat> {
+    if weight.len() < ty.row_size(n_in)? * n_out || x.len() < n_in * t {
+        return None;
+    }
+    let mut out = vec![0f32; n_out * t];
+    // SAFETY: weight holds n_out rows, x holds t rows, out has room for t * n_out floats.
+    let rc = unsafe {
+        ffi::llorch_ggml_mul_mat(
+            ty.id() as i32,
+            weight.as_ptr().cast(),
+            n_in as i64,
+            n_out as i64,
+            x.as_ptr(),
+            t as i64,
+            threads.max(1) as i32,
+            i32::from(repack),
+            out.as_mut_ptr(),
+        )
+    };
+    (rc >= 0).then_some(MulMat {
+        out,
+        repacked: rc == 1,
+    })
+}

@@ -78,6 +78,7 @@ impl Session {
         n_ctx: usize,
         kv_type: KvType,
         threads: usize,
+        repack: bool,
     ) -> Result<Session, LlamaError> {
         let guard = SESSION_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let path = CString::new(model.to_string_lossy().as_bytes())
@@ -86,6 +87,7 @@ impl Session {
             n_threads: threads.max(1) as i32,
             kv_type: kv_type.ggml_id(),
             n_ctx: n_ctx as i32,
+            use_repack: i32::from(repack),
         };
         // SAFETY: both pointers are valid for the call; the shim copies what it keeps.
         let raw = unsafe { ffi::llorch_session_open(path.as_ptr(), &opts) };

@@ -35,8 +35,10 @@ mod fp;
 mod quantize;
 #[allow(clippy::needless_range_loop)]
 mod vecdot;
+pub mod repack;
+pub mod tiled;
 
-pub use fp::{f16_to_f32, f32_to_bf16, f32_to_f16_ggml};
+pub use fp::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16_ggml};
 
 use std::fmt;
 

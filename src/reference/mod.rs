@@ -26,6 +26,7 @@ use crate::checkpoint::manifest::ModelInfo;
 use crate::checkpoint::{
     greedy_token, CheckpointName, DumpError, DumpWriter, Kind, KvType, Manifest, Tensor,
 };
+use crate::cpu_config::CpuConfig;
 use crate::gguf::{Arch, GgufFile, ModelParams};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
@@ -81,6 +82,8 @@ pub struct ReferenceOptions {
     pub steps: u32,
     /// The KV cache type to emulate (rounding applies in ggml mode only).
     pub kv_type: KvType,
+    /// llama.cpp's CPU backend configuration to emulate in ggml mode (which matmul kernels).
+    pub cpu: CpuConfig,
     /// Worker threads; 0 for one per core. Results do not depend on it.
     pub threads: usize,
     /// Only checkpoints whose name matches are dumped.
@@ -133,8 +136,8 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn new(mode: Mode, kv_type: KvType, fault: Option<Fault>) -> Run {
-        let numerics = Numerics::new(mode, kv_type);
+    pub fn new(mode: Mode, kv_type: KvType, cpu: CpuConfig, fault: Option<Fault>) -> Run {
+        let numerics = Numerics::with_cpu(mode, kv_type, cpu);
         Run {
             numerics: if fault == Some(Fault::KvF32) {
                 numerics.without_kv_rounding()
@@ -277,6 +280,9 @@ pub fn producer_detail(opts: &ReferenceOptions) -> BTreeMap<String, String> {
         "kv_emulation".to_string(),
         opts.kv_type.as_str().to_string(),
     );
+    if opts.mode == Mode::Ggml {
+        opts.cpu.record(&mut d);
+    }
     if let Some(f) = opts.fault {
         d.insert("fault".to_string(), f.name());
     }
@@ -327,7 +333,7 @@ pub fn reference(
         Arch::Llama => Box::new(llama::Llama::load(&file, &params)?),
         Arch::Gpt2 => Box::new(gpt2::Gpt2::load(&file, &params)?),
     };
-    let run = Run::new(opts.mode, opts.kv_type, opts.fault);
+    let run = Run::new(opts.mode, opts.kv_type, opts.cpu, opts.fault);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()

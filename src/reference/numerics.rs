@@ -28,6 +28,7 @@
 //! products in another order.
 
 use crate::checkpoint::KvType;
+use crate::cpu_config::CpuConfig;
 use crate::quant::{self, f16_to_f32, f32_to_f16_ggml, GgmlType, QuantError};
 
 /// How the reference computes.
@@ -48,20 +49,91 @@ impl Mode {
     }
 }
 
-/// The arithmetic of one run: the mode and the KV cache type it emulates.
+/// The arithmetic of one run: the mode, the KV cache type and the CPU backend configuration it
+/// emulates.
 #[derive(Debug, Clone, Copy)]
 pub struct Numerics {
     pub mode: Mode,
     /// Whether K, V and their matmul operands are rounded to f16 (ggml mode, F16 cache).
     round_kv_f16: bool,
+    /// Which matmul kernels llama.cpp's CPU backend may pick (ggml mode).
+    cpu: CpuConfig,
+}
+
+/// The kernel llama.cpp's CPU backend runs for one activation row of a weight matmul, as
+/// `ggml_compute_forward_mul_mat` (ggml-cpu/ggml-cpu.c) dispatches it on x86-64-v3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightKernel {
+    /// Exact mode: f32 activations, f64 sums.
+    Exact,
+    /// `type_traits_cpu[ty].vec_dot` on activations quantized to `vec_dot_type`.
+    VecDot,
+    /// llamafile's tinyBLAS on F32/F16/BF16 weights (two or more rows).
+    Sgemm,
+    /// ggml-cpu/tiled: the tiled GEMM for K-quant and I-quant weights at eight or more rows.
+    Tiled,
+    /// ggml-cpu/repack.cpp: a repacked weight's GEMM, for whole groups of four rows.
+    RepackGemm,
+    /// ggml-cpu/repack.cpp: a repacked weight's GEMV, for the rows after the last group of four.
+    RepackGemv,
 }
 
 impl Numerics {
     pub fn new(mode: Mode, kv_type: KvType) -> Self {
+        Self::with_cpu(mode, kv_type, CpuConfig::default())
+    }
+
+    /// Numerics that emulate llama.cpp's CPU backend in the configuration `cpu`.
+    pub fn with_cpu(mode: Mode, kv_type: KvType, cpu: CpuConfig) -> Self {
         Numerics {
             mode,
             round_kv_f16: mode == Mode::Ggml && kv_type == KvType::F16,
+            cpu,
         }
+    }
+
+    pub fn cpu(&self) -> CpuConfig {
+        self.cpu
+    }
+
+    /// The kernel for activation row `i` of a `t`-row matmul with an `[n_in, n_out]` weight of
+    /// `ty`, in the order ggml tries them: a repacked weight's kernels (ggml_cpu_extra_compute_forward),
+    /// the tiled GEMM (ggml_compute_forward_mul_mat_tiled), llamafile's sgemm, then vec_dot.
+    pub fn weight_kernel(
+        &self,
+        ty: GgmlType,
+        n_in: usize,
+        n_out: usize,
+        t: usize,
+        i: usize,
+    ) -> WeightKernel {
+        if self.mode == Mode::Exact {
+            return WeightKernel::Exact;
+        }
+        if self.cpu.repack && quant::repack::has_layout(ty, n_out) {
+            // forward_mul_mat_one_chunk: gemm for the first t - t % 4 rows when t > 3.
+            return if t > 3 && i < t - t % 4 {
+                WeightKernel::RepackGemm
+            } else {
+                WeightKernel::RepackGemv
+            };
+        }
+        if self.cpu.tiled_mm
+            && quant::tiled::supports(ty)
+            && n_in.is_multiple_of(256)
+            && (t >= 8 || self.cpu.tiled_mm_force)
+        {
+            return WeightKernel::Tiled;
+        }
+        // llamafile's sgemm takes F32/F16/BF16 weights when there are two or more columns and
+        // the row length is a whole number of 8-lane chunks.
+        if matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
+            && t >= 2
+            && n_in.is_multiple_of(8)
+        {
+            return WeightKernel::Sgemm;
+        }
+        WeightKernel::VecDot
     }
 
     /// The same numerics with the F16 cache rounding switched off (a fault).
@@ -72,32 +144,35 @@ impl Numerics {
         }
     }
 
-    /// Prepares one activation row for dots with rows of a `weight_type` matrix, in a matmul of
-    /// `t` activation rows.
+    /// Prepares activation row `i` of a `t`-row matmul for dots with the rows of an
+    /// `[x.len(), n_out]` weight of `weight_type`.
     pub fn activation(
         &self,
         weight_type: GgmlType,
+        n_out: usize,
         x: &[f32],
         t: usize,
+        i: usize,
     ) -> Result<Activation, QuantError> {
-        match self.mode {
-            Mode::Exact => Ok(Activation::F32(x.to_vec())),
-            // llamafile's sgemm takes F32 and F16 weights when there are two or more columns
-            // and the row length is a whole number of 8-lane chunks (F16 activations are
-            // rounded to F16 first, as for vec_dot).
-            Mode::Ggml
-                if matches!(weight_type, GgmlType::F32 | GgmlType::F16)
-                    && t >= 2
-                    && x.len().is_multiple_of(8) =>
-            {
-                let values = if weight_type == GgmlType::F16 {
-                    x.iter().map(|&v| f16_to_f32(f32_to_f16_ggml(v))).collect()
-                } else {
-                    x.to_vec()
+        let kernel = self.weight_kernel(weight_type, x.len(), n_out, t, i);
+        let (values, bytes) = match kernel {
+            WeightKernel::Exact => (x.to_vec(), Vec::new()),
+            // F16/BF16 activations are rounded to the weight type first, as for vec_dot.
+            WeightKernel::Sgemm => {
+                let values = match weight_type {
+                    GgmlType::F16 => x.iter().map(|&v| f16_to_f32(f32_to_f16_ggml(v))).collect(),
+                    GgmlType::BF16 => x
+                        .iter()
+                        .map(|&v| quant::bf16_to_f32(quant::f32_to_bf16(v)))
+                        .collect(),
+                    _ => x.to_vec(),
                 };
-                Ok(Activation::Sgemm(values))
+                (values, Vec::new())
             }
-            Mode::Ggml => {
+            WeightKernel::VecDot
+            | WeightKernel::Tiled
+            | WeightKernel::RepackGemm
+            | WeightKernel::RepackGemv => {
                 let act_type = quant::vec_dot_type(weight_type);
                 let n_bytes = act_type.row_size(x.len()).ok_or(QuantError::PartialBlock {
                     ty: act_type,
@@ -106,9 +181,14 @@ impl Numerics {
                 })?;
                 let mut bytes = vec![0u8; n_bytes];
                 quant::quantize_activation(act_type, x, &mut bytes)?;
-                Ok(Activation::Quantized(bytes))
+                (Vec::new(), bytes)
             }
-        }
+        };
+        Ok(Activation {
+            kernel,
+            values,
+            bytes,
+        })
     }
 
     /// Dots of one stored weight row of `n` elements with every prepared activation row
@@ -124,15 +204,22 @@ impl Numerics {
         // The sgemm path reads the row as floats: decode it once for all activation rows.
         let mut decoded = Vec::new();
         for (y, act) in out.iter_mut().zip(acts) {
-            *y = match act {
-                Activation::F32(x) => quant::dot_exact(weight_type, weight_row, x)?,
-                Activation::Quantized(a) => quant::vec_dot(weight_type, weight_row, a, n)?,
-                Activation::Sgemm(x) => {
+            *y = match act.kernel {
+                WeightKernel::Exact => quant::dot_exact(weight_type, weight_row, &act.values)?,
+                WeightKernel::VecDot => quant::vec_dot(weight_type, weight_row, &act.bytes, n)?,
+                WeightKernel::Tiled => quant::tiled::dot(weight_type, weight_row, &act.bytes, n)?,
+                WeightKernel::RepackGemm => {
+                    quant::repack::gemm_dot(weight_type, weight_row, &act.bytes, n)?
+                }
+                WeightKernel::RepackGemv => {
+                    quant::repack::gemv_dot(weight_type, weight_row, &act.bytes, n)?
+                }
+                WeightKernel::Sgemm => {
                     if decoded.is_empty() {
                         decoded = vec![0f32; n];
                         quant::dequantize_row(weight_type, weight_row, &mut decoded)?;
                     }
-                    tinyblas_dot(&decoded, x)
+                    tinyblas_dot(&decoded, &act.values)
                 }
             };
         }
@@ -510,15 +597,15 @@ pub struct Operand {
     bytes: Vec<u8>,
 }
 
-/// An activation row ready for dots with weight rows.
+/// An activation row ready for dots with weight rows, for the kernel that will take it.
 #[derive(Debug, Clone)]
-pub enum Activation {
-    /// Exact mode: the f32 values.
-    F32(Vec<f32>),
-    /// Ggml mode: quantized to the weight type's `vec_dot_type`, for `vec_dot`.
-    Quantized(Vec<u8>),
-    /// Ggml mode, F32/F16 weights and two or more rows: values for llamafile's sgemm.
-    Sgemm(Vec<f32>),
+pub struct Activation {
+    pub kernel: WeightKernel,
+    /// The f32 values the kernel reads (exact mode, sgemm).
+    values: Vec<f32>,
+    /// The row quantized to the weight type's `vec_dot_type` (vec_dot, tiled and repacked
+    /// kernels).
+    bytes: Vec<u8>,
 }
 
 #[cfg(test)]

@@ -104,7 +104,8 @@ pub fn matmul(
     let wrap = |e: quant::QuantError| tensor_error(w.name(), e.to_string());
     let acts = x
         .chunks_exact(n_in)
-        .map(|row| num.activation(ty, row, t))
+        .enumerate()
+        .map(|(i, row)| num.activation(ty, n_out, row, t, i))
         .collect::<Result<Vec<_>, _>>()
         .map_err(wrap)?;
     // Output-row-major first (each task owns whole weight rows), transposed at the end.
