@@ -10,6 +10,7 @@
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "ggml.h"
+#include "gguf.h"
 #include "llama.h"
 
 #include <cstdio>
@@ -161,8 +162,9 @@ llorch_session *llorch_session_open(const char *model_path, const llorch_options
         set_error("null argument");
         return nullptr;
     }
-    if (options->kv_type != GGML_TYPE_F32 && options->kv_type != GGML_TYPE_F16) {
-        set_error("KV cache type must be f32 or f16");
+    if (options->kv_type != GGML_TYPE_F32 && options->kv_type != GGML_TYPE_F16 &&
+        options->kv_type != GGML_TYPE_BF16) {
+        set_error("KV cache type must be f32, f16 or bf16");
         return nullptr;
     }
     llama_log_set(log_callback, nullptr);
@@ -419,7 +421,8 @@ int llorch_ggml_mul_mat(int32_t type, const void *weight, int64_t n_in, int64_t 
     return rc;
 }
 
-int llorch_quantize_model(const char *in_path, const char *out_path, int32_t ftype, int32_t n_threads) {
+int llorch_quantize_model(const char *in_path, const char *out_path, int32_t ftype, int32_t n_threads,
+                          int32_t uniform_imatrix) {
     if (in_path == nullptr || out_path == nullptr) {
         set_error("null argument");
         return -1;
@@ -430,6 +433,47 @@ int llorch_quantize_model(const char *in_path, const char *out_path, int32_t fty
     qp.nthread = n_threads;
     qp.ftype = static_cast<llama_ftype>(ftype);
     qp.allow_requantize = true;
+
+    // One entry of ne[0] ones per matrix, named as the file names its tensors.
+    std::vector<std::string> names;
+    std::vector<std::vector<float>> columns;
+    std::vector<llama_model_imatrix_data> imatrix;
+    if (uniform_imatrix) {
+        gguf_init_params gp = {true, nullptr};
+        gguf_context *g = gguf_init_from_file(in_path, gp);
+        if (g == nullptr) {
+            set_error(std::string("could not read ") + in_path + " as GGUF");
+            return -1;
+        }
+        for (int64_t i = 0; i < gguf_get_n_tensors(g); ++i) {
+            names.emplace_back(gguf_get_tensor_name(g, i));
+        }
+        gguf_free(g);
+        // Tensor shapes come from a metadata-only ggml context.
+        ggml_context *meta = nullptr;
+        gguf_init_params gp2 = {true, &meta};
+        g = gguf_init_from_file(in_path, gp2);
+        if (g == nullptr || meta == nullptr) {
+            set_error(std::string("could not read ") + in_path + " as GGUF");
+            if (g) gguf_free(g);
+            return -1;
+        }
+        std::vector<std::string> kept;
+        for (const auto &name : names) {
+            ggml_tensor *t = ggml_get_tensor(meta, name.c_str());
+            if (t == nullptr || ggml_n_dims(t) < 2) continue;
+            kept.push_back(name);
+            columns.emplace_back(static_cast<size_t>(t->ne[0] * (ggml_n_dims(t) > 2 ? t->ne[2] : 1)), 1.0f);
+        }
+        ggml_free(meta);
+        gguf_free(g);
+        names = std::move(kept);
+        for (size_t i = 0; i < names.size(); ++i) {
+            imatrix.push_back({names[i].c_str(), columns[i].data(), columns[i].size()});
+        }
+        imatrix.push_back({nullptr, nullptr, 0});
+        qp.imatrix = imatrix.data();
+    }
     if (llama_model_quantize(in_path, out_path, &qp) != 0) {
         set_error("llama_model_quantize failed (see llama.cpp's log above)");
         return -1;

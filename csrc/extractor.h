@@ -20,7 +20,7 @@ typedef struct llorch_session llorch_session;
 
 typedef struct llorch_options {
     int32_t n_threads;
-    /* ggml type id of the KV cache: 0 = F32, 1 = F16. */
+    /* ggml type id of the KV cache: 0 = F32, 1 = F16, 30 = BF16. */
     int32_t kv_type;
     /* Context length; the prompt plus all decode steps must fit. */
     int32_t n_ctx;
@@ -98,8 +98,11 @@ int llorch_ggml_mul_mat(int32_t type, const void *weight, int64_t n_in, int64_t 
                         float *out);
 
 /* llama_model_quantize: rewrites a GGUF with every matrix in the llama_ftype `ftype`
- * (LLAMA_FTYPE_MOSTLY_*), as llama.cpp's quantize tool does (requantizing allowed). */
-int llorch_quantize_model(const char *in_path, const char *out_path, int32_t ftype, int32_t n_threads);
+ * (LLAMA_FTYPE_MOSTLY_*), as llama.cpp's quantize tool does (requantizing allowed). With
+ * uniform_imatrix, every matrix gets an importance matrix of ones (all columns equally
+ * important), which the types that require one (IQ1/IQ2/IQ3_XXS, Q2_K_S) accept. */
+int llorch_quantize_model(const char *in_path, const char *out_path, int32_t ftype, int32_t n_threads,
+                          int32_t uniform_imatrix);
 
 #ifdef __cplusplus
 }

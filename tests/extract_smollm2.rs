@@ -25,7 +25,7 @@ fn hello_world_full_catalogue_three_steps() {
     let out = common::scratch("extract_hello").join("hello");
     let s = extract(&model, "Hello world", &out, &opts(2)).unwrap();
     assert_eq!(s.prompt_tokens.len(), 2);
-    let session = Session::open(&model, 64, KvType::F32, 1).unwrap();
+    let session = Session::open(&model, 64, KvType::F32, 1, true).unwrap();
     let d = session.dims();
     assert_eq!((d.n_layer, d.n_head, d.n_head_kv), (30, 9, 3));
     let head_dim = d.n_embd / d.n_head;
@@ -118,7 +118,7 @@ fn hello_world_full_catalogue_three_steps() {
 #[test]
 fn dumped_logits_are_llama_get_logits_bit_for_bit() {
     let model = common::smollm2();
-    let mut session = Session::open(&model, 64, KvType::F32, 2).unwrap();
+    let mut session = Session::open(&model, 64, KvType::F32, 2, true).unwrap();
     let d = session.dims();
     let tokens = session
         .tokenize("The quick brown fox", true, false)

@@ -25,7 +25,7 @@ fn smollm2_params_match_llama_cpp() {
     let path = smollm2();
     let f = GgufFile::open(&path).expect("open SmolLM2");
     let p = ModelParams::from_gguf(&f).expect("params");
-    let s = Session::open(&path, 64, KvType::F32, 1).expect("llama.cpp loads SmolLM2");
+    let s = Session::open(&path, 64, KvType::F32, 1, true).expect("llama.cpp loads SmolLM2");
     let d = s.dims();
     println!("reader: {p:?}\nllama.cpp: {d:?}");
     assert_eq!(p.arch, Arch::Llama);

@@ -306,7 +306,7 @@ fn check_in_llama_cpp(path: &Path, prompt: &str) -> (Vec<f64>, f64) {
     llamacpp::set_verbose(false);
     let f = GgufFile::open(path).unwrap();
     let p = ModelParams::from_gguf(&f).unwrap();
-    let mut s = Session::open(path, 64, KvType::F32, 2)
+    let mut s = Session::open(path, 64, KvType::F32, 2, true)
         .unwrap_or_else(|e| panic!("llama.cpp rejects {}: {e}", path.display()));
     let d = s.dims();
     assert_eq!(
@@ -380,7 +380,7 @@ fn llama_cpp_tokenizes_with_the_preset_vocabularies() {
     presets::write_preset(Preset::TinyGpt2, GgmlType::F16, 1, &g).unwrap();
     llamacpp::set_verbose(false);
     {
-        let s = Session::open(&l, 64, KvType::F32, 1).unwrap();
+        let s = Session::open(&l, 64, KvType::F32, 1, true).unwrap();
         let t = s.tokenize("the town", true, false).unwrap();
         assert_eq!(t[0], 1, "SPM preset adds BOS");
         assert_eq!(String::from_utf8(s.token_to_piece(t[1])).unwrap(), " the");
@@ -394,7 +394,7 @@ fn llama_cpp_tokenizes_with_the_preset_vocabularies() {
         assert_eq!(t[1..], [3 + 0xC3, 3 + 0xA9]);
     }
     {
-        let s = Session::open(&g, 64, KvType::F32, 1).unwrap();
+        let s = Session::open(&g, 64, KvType::F32, 1, true).unwrap();
         let t = s.tokenize("the town", true, false).unwrap();
         assert_ne!(t[0], 511, "GPT-2 preset adds no BOS");
         let text: Vec<u8> = t.iter().flat_map(|&id| s.token_to_piece(id)).collect();

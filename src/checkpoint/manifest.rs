@@ -13,20 +13,23 @@ use serde::{Deserialize, Serialize};
 pub enum KvType {
     F32,
     F16,
+    Bf16,
 }
 
 impl KvType {
-    /// The ggml type id (0 = F32, 1 = F16).
+    /// The ggml type id (0 = F32, 1 = F16, 30 = BF16).
     pub fn ggml_id(self) -> i32 {
         match self {
             KvType::F32 => 0,
             KvType::F16 => 1,
+            KvType::Bf16 => 30,
         }
     }
     pub fn as_str(self) -> &'static str {
         match self {
             KvType::F32 => "f32",
             KvType::F16 => "f16",
+            KvType::Bf16 => "bf16",
         }
     }
 }

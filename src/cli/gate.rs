@@ -466,6 +466,20 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             d.join("; ")
         );
     }
+    // The stored dumps were made under one CPU backend configuration; a switch set otherwise in
+    // this environment would make llama.cpp compute another thing, so it is named, not judged.
+    if let (Some(m), false) = (&stored_manifest, args.update) {
+        let now = crate::cpu_config::CpuConfig::from_env(true);
+        if let Some(then) = crate::cpu_config::CpuConfig::from_record(&m.producer_detail) {
+            anyhow::ensure!(
+                then == now,
+                "the stored dumps were made with the CPU backend set to '{}', this run has '{}'                  (see {}): unset the switch or store a new baseline with gate --update",
+                then.describe(),
+                now.describe(),
+                crate::cpu_config::ENV_SWITCHES.join(", ")
+            );
+        }
+    }
     spec.source.check()?;
     let tol = tolerances(args.tolerances.as_deref(), None, None, None)?;
 

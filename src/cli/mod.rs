@@ -7,7 +7,9 @@ pub mod extract;
 pub mod gate;
 pub mod inspect;
 pub mod make_model;
+pub mod matrix;
 mod pipeline;
+pub mod quantize;
 pub mod reference;
 pub mod run;
 
@@ -47,6 +49,11 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Write a synthetic GGUF model from a preset.
     MakeModel(make_model::Args),
+    /// The zero-false-alarm matrix: models × types × prompt lengths × KV types × threads, every
+    /// checkpoint byte-identical between llama.cpp and the reference in ggml mode.
+    Matrix(matrix::Args),
+    /// Quantize a GGUF with llama.cpp's own quantizer (Q4_K_M, IQ4_XS, BF16, ...).
+    Quantize(quantize::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
@@ -58,5 +65,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Gate(a) => gate::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::MakeModel(a) => make_model::run(a),
+        Command::Quantize(a) => quantize::run(a),
+        Command::Matrix(a) => matrix::run(a),
     }
 }

@@ -169,5 +169,6 @@ unsafe extern "C" {
         out_path: *const ::std::os::raw::c_char,
         ftype: i32,
         n_threads: i32,
+        uniform_imatrix: i32,
     ) -> ::std::os::raw::c_int;
 }

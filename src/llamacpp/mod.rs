@@ -12,6 +12,7 @@ pub mod ffi;
 pub mod capture;
 pub mod extract;
 pub mod ggml;
+pub mod quantize;
 
 use std::ffi::{CStr, CString};
 use std::path::Path;

@@ -15,7 +15,7 @@
 //! | layer norm: the mean a float division of a double sum rounded to float, the variance summed by groups of eight, `1/sqrtf(var+eps)` | ggml-cpu/ops.cpp `ggml_compute_forward_norm_f32`, vec.cpp `ggml_vec_cvar_f32` |
 //! | RoPE: `theta_scale = powf(base, -2/n_dims)`, `theta *= theta_scale` per pair in f32, `cosf`/`sinf` | ggml-cpu/ops.cpp `ggml_rope_cache_init`, `rope_yarn`, `rotate_pairs` |
 //! | softmax: `x*scale` in f32, `expf(x-max)` summed in double, times `(float)(1.0/sum)` | ggml-cpu/ops.cpp `ggml_compute_forward_soft_max_f32`, vec.cpp `ggml_vec_soft_max_f32` |
-//! | F16 KV cache: K and V rounded to f16 on store; Q rounded to f16 for K·Q and the probabilities rounded to f16 for V·P (F16's `vec_dot_type` is F16) | ggml-cpu/ops.cpp `set_rows`, ggml-cpu.c `mul_mat` with F16 `src0` |
+//! | F16 (BF16) KV cache: K and V rounded to f16 (bf16) on store; Q rounded likewise for K·Q and the probabilities for V·P (F16's and BF16's `vec_dot_type` are themselves) | ggml-cpu/ops.cpp `set_rows`, ggml-cpu.c `mul_mat` with F16/BF16 `src0` |
 //! | GELU through the f16 table: `x` rounded to f16, `gelu` looked up (computed in f32, rounded to f16); 0 below -10, `x` above 10 | ggml-cpu/vec.h `ggml_vec_gelu_f32` (`GGML_GELU_FP16`), ggml-cpu.c table init |
 //! | SwiGLU: `x/(1+v_expf(-x)) * g` in f32 by groups of eight, `expf` for the tail | ggml-cpu/vec.cpp `ggml_vec_swiglu_f32`, vec.h `ggml_v_silu` |
 //! | softmax and SiLU exponentials through `ggml_v_expf`, ggml's vectorized `expf` | ggml-cpu/vec.h |
@@ -54,8 +54,9 @@ impl Mode {
 #[derive(Debug, Clone, Copy)]
 pub struct Numerics {
     pub mode: Mode,
-    /// Whether K, V and their matmul operands are rounded to f16 (ggml mode, F16 cache).
-    round_kv_f16: bool,
+    /// The type K, V and their matmul operands are rounded to (ggml mode, F16 or BF16 cache);
+    /// `None` keeps them f32.
+    kv_round: Option<GgmlType>,
     /// Which matmul kernels llama.cpp's CPU backend may pick (ggml mode).
     cpu: CpuConfig,
 }
@@ -87,7 +88,11 @@ impl Numerics {
     pub fn with_cpu(mode: Mode, kv_type: KvType, cpu: CpuConfig) -> Self {
         Numerics {
             mode,
-            round_kv_f16: mode == Mode::Ggml && kv_type == KvType::F16,
+            kv_round: match (mode, kv_type) {
+                (Mode::Ggml, KvType::F16) => Some(GgmlType::F16),
+                (Mode::Ggml, KvType::Bf16) => Some(GgmlType::BF16),
+                _ => None,
+            },
             cpu,
         }
     }
@@ -139,7 +144,7 @@ impl Numerics {
     /// The same numerics with the F16 cache rounding switched off (a fault).
     pub fn without_kv_rounding(self) -> Self {
         Numerics {
-            round_kv_f16: false,
+            kv_round: None,
             ..self
         }
     }
@@ -383,7 +388,7 @@ impl Numerics {
             // The query is rounded to the cache type (`vec_dot_type`); llamafile's sgemm takes
             // the product when it has two or more columns and an F16 cache (an F32 query is not
             // contiguous for a prompt, and sgemm refuses single columns).
-            Mode::Ggml if self.round_kv_f16 && t >= 2 && head_dim.is_multiple_of(8) => {
+            Mode::Ggml if self.kv_round.is_some() && t >= 2 && head_dim.is_multiple_of(8) => {
                 AttnKernel::Sgemm
             }
             Mode::Ggml => AttnKernel::VecDot {
@@ -424,6 +429,10 @@ impl Numerics {
                         .iter()
                         .flat_map(|&f| f32_to_f16_ggml(f).to_le_bytes())
                         .collect(),
+                    GgmlType::BF16 => values
+                        .iter()
+                        .flat_map(|&f| quant::f32_to_bf16(f).to_le_bytes())
+                        .collect(),
                     _ => values.iter().flat_map(|f| f.to_le_bytes()).collect(),
                 }
             }
@@ -445,25 +454,21 @@ impl Numerics {
     }
 
     fn cache_type(&self) -> GgmlType {
-        if self.round_kv_f16 {
-            GgmlType::F16
-        } else {
-            GgmlType::F32
-        }
+        self.kv_round.unwrap_or(GgmlType::F32)
     }
 
     /// What a value becomes when stored in the KV cache.
     #[inline]
     pub fn kv_store(&self, x: f32) -> f32 {
-        if self.round_kv_f16 {
-            f16_to_f32(f32_to_f16_ggml(x))
-        } else {
-            x
+        match self.kv_round {
+            Some(GgmlType::F16) => f16_to_f32(f32_to_f16_ggml(x)),
+            Some(_) => quant::bf16_to_f32(quant::f32_to_bf16(x)),
+            None => x,
         }
     }
 
     /// What the other operand of a matmul with the KV cache becomes (the query for K·Q, the
-    /// probabilities for V·P): F16's `vec_dot_type` is F16.
+    /// probabilities for V·P): F16's and BF16's `vec_dot_type` are themselves.
     #[inline]
     fn kv_operand(&self, x: f32) -> f32 {
         self.kv_store(x)
