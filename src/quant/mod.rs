@@ -33,10 +33,10 @@ mod exact;
 mod fp;
 #[allow(clippy::needless_range_loop)]
 mod quantize;
-#[allow(clippy::needless_range_loop)]
-mod vecdot;
 pub mod repack;
 pub mod tiled;
+#[allow(clippy::needless_range_loop)]
+mod vecdot;
 
 pub use fp::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16_ggml};
 
