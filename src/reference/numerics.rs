@@ -25,7 +25,7 @@
 //!
 //! With these, ggml mode reproduces llama.cpp's CPU results bit for bit on the models the tests
 //! use. Not emulated: the repacked GEMMs that llama.cpp picks for some weight types and batch
-//! sizes (Q4_0/Q8_0 repacking), which sum the same products in another order.
+//! sizes (Q4_0/Q4_K/Q8_0 repacking), which sum the same products in another order.
 
 use crate::checkpoint::KvType;
 use crate::cpu_config::CpuConfig;
