@@ -21,11 +21,11 @@
 //! | softmax and SiLU exponentials through `ggml_v_expf`, ggml's vectorized `expf` | ggml-cpu/vec.h |
 //! | K·Q and V·P summed in ggml's lane order: `ggml_vec_dot_f32/f16` for one column, llamafile's `tinyBLAS` for two or more | ggml-cpu/vec.cpp, llamafile/sgemm.cpp |
 //! | RoPE rotation contracted to FMAs by GCC: `fma(x0, cos, -(x1*sin))`, `fma(x0, sin, x1*cos)` | ggml-cpu/ops.cpp `rotate_pairs` |
+//! | Q2_K..Q6_K weights with eight or more activation rows (or `GGML_CPU_TILED_MM_FORCE=1`), unless `GGML_CPU_TILED_MM=0` or the weight is repacked: the tiled GEMM, per 256-element block an exact integer sum per weight row and activation row, `d*s1`, `fnmadd(dmin, s2)`, `fma` into the accumulator (`quant::tiled`) | ggml-cpu/tiled/tiled.cpp `ggml_compute_forward_mul_mat_tiled`, `tiled_unpack_src0`, tiled-kernel.cpp `tiled_run_microtile_avx2` |
 //!
 //! With these, ggml mode reproduces llama.cpp's CPU results bit for bit on the models the tests
-//! use. Not emulated: the repacked and tiled GEMMs that llama.cpp picks for some weight types
-//! and batch sizes (Q4_0/Q8_0 repacking, K-quants with eight or more tokens), which sum the same
-//! products in another order.
+//! use. Not emulated: the repacked GEMMs that llama.cpp picks for some weight types and batch
+//! sizes (Q4_0/Q4_K/Q8_0 repacking), which sum the same products in another order.
 
 use crate::checkpoint::KvType;
 use crate::cpu_config::CpuConfig;
@@ -206,6 +206,11 @@ impl Numerics {
         n: usize,
         out: &mut [f32],
     ) -> Result<(), QuantError> {
+        // The tiled GEMM takes every row of a matmul or none: unpack each weight block once.
+        if !acts.is_empty() && acts.iter().all(|a| a.kernel == WeightKernel::Tiled) {
+            let rows: Vec<&[u8]> = acts.iter().map(|a| a.bytes.as_slice()).collect();
+            return quant::tiled::dot_rows(weight_type, weight_row, &rows, n, out);
+        }
         // The sgemm path reads the row as floats: decode it once for all activation rows.
         let mut decoded = Vec::new();
         for (y, act) in out.iter_mut().zip(acts) {
