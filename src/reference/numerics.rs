@@ -11,6 +11,7 @@
 //! | emulation | ggml source (pinned tree) |
 //! |---|---|
 //! | activations quantized to the weight type's `vec_dot_type` (Q8_0, Q8_1, Q8_K, F16) before a matmul, then ggml's `vec_dot` | ggml-cpu/ggml-cpu.c `ggml_compute_forward_mul_mat` (`from_float`, `vec_dot`) |
+//! | I-quant, ternary and FP4 weights (IQ4_NL, IQ4_XS, MXFP4, IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_M, IQ1_S, TQ2_0, TQ1_0): the AVX2 `vec_dot` against Q8_0 (IQ4_NL, MXFP4) or Q8_K (the rest), grids from ggml-common.h | ggml-cpu/arch/x86/quants.c `ggml_vec_dot_iq*_q8_*`, `ggml_vec_dot_mxfp4_q8_0`, `ggml_vec_dot_tq*_q8_K` |
 //! | RMS norm: `x*x` in f32 summed in double, `mean` and `1/sqrtf(mean+eps)` in f32 | ggml-cpu/ops.cpp `ggml_compute_forward_rms_norm_f32` |
 //! | layer norm: the mean a float division of a double sum rounded to float, the variance summed by groups of eight, `1/sqrtf(var+eps)` | ggml-cpu/ops.cpp `ggml_compute_forward_norm_f32`, vec.cpp `ggml_vec_cvar_f32` |
 //! | RoPE: `theta_scale = powf(base, -2/n_dims)`, `theta *= theta_scale` per pair in f32, `cosf`/`sinf` | ggml-cpu/ops.cpp `ggml_rope_cache_init`, `rope_yarn`, `rotate_pairs` |
