@@ -336,3 +336,45 @@ fn unsupported_types_are_refused_by_name() {
         assert!(err.to_string().starts_with(ty.name()), "{err}");
     }
 }
+
+/// One real MUL_MAT through ggml's CPU backend (no repacking, fewer than eight activation
+/// rows, so no tiled GEMM) against the crate's row kernels: `vec_dot` for one row, and for
+/// IQ4_NL at two or more rows llamafile's tinyBLAS_Q0 (`sgemm_q0_dot`).
+#[test]
+fn matmul_matches_ggml_backend() {
+    let mut rng = Rng(14);
+    let (n_in, n_out) = (512usize, 24usize);
+    for ty in TYPES.into_iter().filter(|&t| quant::has_vec_dot(t)) {
+        let mut outputs = 0usize;
+        for t in 1..=7usize {
+            let w: Vec<u8> = (0..n_out)
+                .flat_map(|_| weight_row(ty, &mut rng, n_in))
+                .collect();
+            let x: Vec<f32> = (0..t * n_in).map(|_| rng.normal()).collect();
+            let mm = ggml::mul_mat(ty, &w, n_in, n_out, &x, t, 1, false).expect("ggml mul_mat");
+            assert!(!mm.repacked);
+            let act_ty = quant::vec_dot_type(ty);
+            let row = ty.row_size(n_in).unwrap();
+            for i in 0..t {
+                let mut a = vec![0u8; act_ty.row_size(n_in).unwrap()];
+                quant::quantize_activation(act_ty, &x[i * n_in..(i + 1) * n_in], &mut a).unwrap();
+                for o in 0..n_out {
+                    let wr = &w[o * row..(o + 1) * row];
+                    let ours = if ty == IQ4NL && t >= 2 {
+                        quant::sgemm_q0_dot(ty, wr, &a, n_in).unwrap()
+                    } else {
+                        quant::vec_dot(ty, wr, &a, n_in).unwrap()
+                    };
+                    let theirs = mm.out[i * n_out + o];
+                    assert_eq!(
+                        ours.to_bits(),
+                        theirs.to_bits(),
+                        "{ty} t={t} row {i} out {o}: ours {ours:e}, ggml {theirs:e}"
+                    );
+                    outputs += 1;
+                }
+            }
+        }
+        println!("{ty}: MUL_MAT {outputs} outputs (t = 1..7, no repack) bit-exact");
+    }
+}

@@ -740,6 +740,38 @@ pub fn vec_dot(
     Ok(vec_dot_dispatch(ty, weight_row, act_row, n))
 }
 
+/// llamafile's `tinyBLAS_Q0_AVX` (ggml-cpu/llamafile/sgemm.cpp) for one output: what the CPU
+/// backend runs instead of `vec_dot` for IQ4_NL weights when a matmul has two or more
+/// activation rows. The activation row is Q8_0, as for [`vec_dot`].
+pub fn sgemm_q0_dot(
+    ty: GgmlType,
+    weight_row: &[u8],
+    act_row: &[u8],
+    n: usize,
+) -> Result<f32, QuantError> {
+    if ty != GgmlType::IQ4NL {
+        return Err(QuantError::Unsupported {
+            ty,
+            op: "tinyBLAS_Q0 GEMM",
+        });
+    }
+    check_vec_dot(ty, weight_row, act_row, n)?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn v3(w: &[u8], a: &[u8]) -> f32 {
+            vecdot_iq::iq4_nl_sgemm::<vecdot::Avx2>(w, a)
+        }
+        if has_v3() {
+            // SAFETY: the CPU supports the features `v3` was compiled for.
+            return Ok(unsafe { v3(weight_row, act_row) });
+        }
+    }
+    Ok(vecdot_iq::iq4_nl_sgemm::<vecdot::Portable>(
+        weight_row, act_row,
+    ))
+}
+
 /// [`vec_dot`] through the portable integer code only, whatever the CPU: lets tests check the
 /// path taken on CPUs without AVX2 against ggml too.
 #[doc(hidden)]

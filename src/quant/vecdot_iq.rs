@@ -416,3 +416,17 @@ pub(crate) fn tq1_0<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
 pub(crate) fn tq2_0<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
     ternary::<I, 66>(x, y, super::dequant_iq::tq2_digits)
 }
+
+/// llamafile's `tinyBLAS_Q0_AVX<block_iq4_nl, block_q8_0>` for one output: every block into
+/// one accumulator (`madd(dA*dB, updot(sign(a, a), sign(b, a)), Cv)`), then `hsum`.
+#[inline(always)]
+pub(crate) fn iq4_nl_sgemm<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (bx, by) in x.chunks_exact(18).zip(y.chunks_exact(34)) {
+        block_boundary();
+        let v = nl_values(&bx[2..18], &KVALUES_IQ4NL);
+        let d = I::f16(bx, 0) * I::f16(by, 0);
+        fma_lanes(&mut acc, d, &I::lanes_signed(&v, &by[2..34]));
+    }
+    hsum8(&acc)
+}
