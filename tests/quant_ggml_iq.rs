@@ -378,3 +378,42 @@ fn matmul_matches_ggml_backend() {
         println!("{ty}: MUL_MAT {outputs} outputs (t = 1..7, no repack) bit-exact");
     }
 }
+
+/// A GGUF holding tensors of the new ids reads back with their names, and the reference's
+/// matrix lookup accepts the types it can multiply and refuses the others by name.
+#[test]
+fn gguf_tensors_of_new_types_are_named_and_judged() {
+    use llorch_diff::gguf::reader::GgufFile;
+    use llorch_diff::gguf::writer::GgufWriter;
+    use llorch_diff::reference::ops;
+
+    let dir = std::env::temp_dir().join(format!("llorch-iq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("types.gguf");
+    let all = [TYPES.as_slice(), &[NVFP4, Q1_0, Q2_0]].concat();
+    let mut w = GgufWriter::new();
+    for ty in &all {
+        w.add_tensor(format!("w.{}", ty.name()), &[256, 2], *ty)
+            .unwrap();
+    }
+    w.write(&path, |_, _| Ok(())).unwrap();
+    let file = GgufFile::open(&path).unwrap();
+    for ty in all {
+        let name = format!("w.{}", ty.name());
+        assert_eq!(file.tensor(&name).unwrap().info.ggml_type, ty);
+        match ops::matrix(&file, &name, 256, 2) {
+            Ok(_) => assert!(quant::has_vec_dot(ty), "{ty} accepted"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(!quant::has_vec_dot(ty), "{ty} refused: {msg}");
+                assert!(
+                    msg.contains(&format!(
+                        "has type {ty}, which the reference does not support"
+                    )),
+                    "{msg}"
+                );
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
