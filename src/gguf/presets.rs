@@ -468,3 +468,36 @@ pub fn write_preset(
             )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(row_len: u64) -> TensorSpec {
+        TensorSpec {
+            name: "m".into(),
+            dims: vec![row_len, 4],
+            matrix: true,
+            init: Init {
+                mean: 0.0,
+                std: 1.0,
+            },
+        }
+    }
+
+    #[test]
+    fn rows_that_do_not_fit_take_llama_cpps_fallback_type() {
+        use GgmlType::*;
+        // 256-element I-quants fall back to IQ4_NL on rows of whole 32-blocks, to F16 otherwise.
+        assert_eq!(storage_type(&matrix(512), IQ2XXS), IQ2XXS);
+        assert_eq!(storage_type(&matrix(96), IQ2XXS), IQ4NL);
+        assert_eq!(storage_type(&matrix(96), IQ4XS), IQ4NL);
+        assert_eq!(storage_type(&matrix(100), IQ3S), F16);
+        assert_eq!(storage_type(&matrix(96), TQ1_0), Q4_0);
+        assert_eq!(storage_type(&matrix(96), Q4K), Q5_0);
+        assert_eq!(storage_type(&matrix(96), Q6K), Q8_0);
+        // 32-element types have nothing smaller to go to.
+        assert_eq!(storage_type(&matrix(48), IQ4NL), F16);
+        assert_eq!(storage_type(&matrix(48), MXFP4), F16);
+    }
+}
