@@ -11,6 +11,8 @@
 //! | emulation | ggml source (pinned tree) |
 //! |---|---|
 //! | activations quantized to the weight type's `vec_dot_type` (Q8_0, Q8_1, Q8_K, F16) before a matmul, then ggml's `vec_dot` | ggml-cpu/ggml-cpu.c `ggml_compute_forward_mul_mat` (`from_float`, `vec_dot`) |
+//! | IQ4_NL weights at two or more rows: llamafile's tinyBLAS_Q0_AVX, one FMA accumulator per output over all blocks (`d = dA*dB`), `hsum` | ggml-cpu/llamafile/sgemm.cpp `tinyBLAS_Q0_AVX`, `llamafile_sgemm` (case `GGML_TYPE_IQ4_NL`) |
+//! | I-quant, ternary and FP4 weights (IQ4_NL, IQ4_XS, MXFP4, IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_M, IQ1_S, TQ2_0, TQ1_0): the AVX2 `vec_dot` against Q8_0 (IQ4_NL, MXFP4) or Q8_K (the rest), grids from ggml-common.h | ggml-cpu/arch/x86/quants.c `ggml_vec_dot_iq*_q8_*`, `ggml_vec_dot_mxfp4_q8_0`, `ggml_vec_dot_tq*_q8_K` |
 //! | RMS norm: `x*x` in f32 summed in double, `mean` and `1/sqrtf(mean+eps)` in f32 | ggml-cpu/ops.cpp `ggml_compute_forward_rms_norm_f32` |
 //! | layer norm: the mean a float division of a double sum rounded to float, the variance summed by groups of eight, `1/sqrtf(var+eps)` | ggml-cpu/ops.cpp `ggml_compute_forward_norm_f32`, vec.cpp `ggml_vec_cvar_f32` |
 //! | RoPE: `theta_scale = powf(base, -2/n_dims)`, `theta *= theta_scale` per pair in f32, `cosf`/`sinf` | ggml-cpu/ops.cpp `ggml_rope_cache_init`, `rope_yarn`, `rotate_pairs` |
@@ -71,6 +73,9 @@ pub enum WeightKernel {
     VecDot,
     /// llamafile's tinyBLAS on F32/F16/BF16 weights (two or more rows).
     Sgemm,
+    /// llamafile's `tinyBLAS_Q0_AVX` on IQ4_NL weights and Q8_0 activations (two or more rows):
+    /// one accumulator over all blocks, where IQ4_NL's `vec_dot` keeps two.
+    SgemmQ0,
     /// ggml-cpu/tiled: the tiled GEMM for K-quant and I-quant weights at eight or more rows.
     Tiled,
     /// ggml-cpu/repack.cpp: a repacked weight's GEMM, for whole groups of four rows.
@@ -138,6 +143,10 @@ impl Numerics {
         {
             return WeightKernel::Sgemm;
         }
+        // tinyBLAS_Q0_AVX also takes Q4_0, Q5_0 and Q8_0, whose vec_dot sums in its order.
+        if ty == GgmlType::IQ4NL && t >= 2 {
+            return WeightKernel::SgemmQ0;
+        }
         WeightKernel::VecDot
     }
 
@@ -175,6 +184,7 @@ impl Numerics {
                 (values, Vec::new())
             }
             WeightKernel::VecDot
+            | WeightKernel::SgemmQ0
             | WeightKernel::Tiled
             | WeightKernel::RepackGemm
             | WeightKernel::RepackGemv => {
@@ -217,6 +227,9 @@ impl Numerics {
             *y = match act.kernel {
                 WeightKernel::Exact => quant::dot_exact(weight_type, weight_row, &act.values)?,
                 WeightKernel::VecDot => quant::vec_dot(weight_type, weight_row, &act.bytes, n)?,
+                WeightKernel::SgemmQ0 => {
+                    quant::sgemm_q0_dot(weight_type, weight_row, &act.bytes, n)?
+                }
                 WeightKernel::Tiled => quant::tiled::dot(weight_type, weight_row, &act.bytes, n)?,
                 WeightKernel::RepackGemm => {
                     quant::repack::gemm_dot(weight_type, weight_row, &act.bytes, n)?

@@ -57,16 +57,14 @@ pub fn matrix<'f>(
         ));
     }
     let ty = view.info.ggml_type;
-    // Both modes need the row decoder; ggml mode also needs the CPU dot product and its
-    // activation quantizer, which exist for the same set of types.
+    // Both modes need the row decoder; ggml mode also needs the CPU dot product (whose
+    // activation quantizer exists for every vec_dot_type).
     let mut probe = vec![0f32; ty.block_size()];
     let block = vec![0u8; ty.type_size()];
-    if quant::dequantize_row(ty, &block, &mut probe).is_err()
-        || matches!(ty, GgmlType::Q8_1 | GgmlType::Q8K)
-    {
+    if quant::dequantize_row(ty, &block, &mut probe).is_err() || !quant::has_vec_dot(ty) {
         return Err(tensor_error(
             name,
-            format!("has type {ty}, which the reference cannot multiply"),
+            format!("has type {ty}, which the reference does not support"),
         ));
     }
     Ok(Matrix { view })
