@@ -136,7 +136,10 @@ fn quantize_bad_input_is_one_line_exit_2() {
             vec!["quantize", "/nonexistent.gguf", s(&out), "Q8_0"],
             "/nonexistent.gguf",
         ),
-        (vec!["quantize", s(&model), s(&model), "Q8_0"], "is the input"),
+        (
+            vec!["quantize", s(&model), s(&model), "Q8_0"],
+            "is the input",
+        ),
         (
             vec!["quantize", s(&model), "/nonexistent/dir/x.gguf", "Q8_0"],
             "does not exist",
@@ -145,7 +148,12 @@ fn quantize_bad_input_is_one_line_exit_2() {
     for (args, needle) in cases {
         let o = llorch(&args);
         assert_eq!(o.code, 2, "{args:?}: {}\n{}", o.stdout, o.stderr);
-        assert_eq!(o.stderr.trim_end().lines().count(), 1, "{args:?}: {}", o.stderr);
+        assert_eq!(
+            o.stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: {}",
+            o.stderr
+        );
         assert!(o.stderr.contains(needle), "{args:?}: {}", o.stderr);
     }
     assert!(!out.exists());

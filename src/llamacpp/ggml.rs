@@ -92,6 +92,7 @@ pub struct MulMat {
 /// whichever kernel the backend dispatches to (vec_dot, llamafile sgemm, the tiled GEMM, a
 /// repacked GEMM/GEMV when `repack` and the weight has a repacked layout). `weight` holds
 /// `n_out` rows of `n_in` elements of `ty`; `x` holds `t` rows of `n_in` floats.
+#[allow(clippy::too_many_arguments)] // the C call's own arguments, named
 pub fn mul_mat(
     ty: GgmlType,
     weight: &[u8],
