@@ -298,3 +298,34 @@ pub fn set_verbose(verbose: bool) {
     // SAFETY: plain global setter.
     unsafe { ffi::llorch_set_verbose(verbose) }
 }
+
+/// `llama_model_quantize` of the model at `input` into `output` with llama.cpp's `ftype`
+/// (`LLAMA_FTYPE_MOSTLY_Q4_0` = 2, `LLAMA_FTYPE_MOSTLY_Q4_K_M` = 15, ...), requantizing
+/// already quantized tensors as needed.
+pub fn quantize_model(
+    input: &Path,
+    output: &Path,
+    ftype: i32,
+    threads: usize,
+) -> Result<(), LlamaError> {
+    let c_path = |p: &Path| {
+        CString::new(p.to_string_lossy().as_bytes())
+            .map_err(|_| LlamaError::Usage(format!("path {} contains a NUL byte", p.display())))
+    };
+    let (input, output) = (c_path(input)?, c_path(output)?);
+    let _guard = SESSION_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: both paths are NUL-terminated and outlive the call.
+    let rc = unsafe {
+        ffi::llorch_quantize_model(
+            input.as_ptr(),
+            output.as_ptr(),
+            ftype,
+            threads.max(1) as i32,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(last_error())
+    }
+}
