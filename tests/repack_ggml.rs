@@ -280,7 +280,7 @@ fn prompts_of(model: &Path, counts: &[usize]) -> Vec<(usize, String)> {
     set_verbose(false);
     let s = Session::open(model, 256, KvType::F32, 1, false).unwrap();
     let mut found: Vec<(usize, String)> = Vec::new();
-    let ends: Vec<usize> = (1..=TEXT.len())
+    let ends: Vec<usize> = (0..=TEXT.len())
         .filter(|&e| TEXT.is_char_boundary(e))
         .collect();
     for &n in counts {
@@ -332,6 +332,19 @@ fn tiny_llama_runs_are_bit_identical_with_repacked_weights() {
         write_preset(Preset::TinyLlama, quant, 1, &model).unwrap();
         let n = runs_are_bit_identical(&model, &dir.join(quant.name()), &COUNTS);
         println!("tiny-llama {quant}: {n} checkpoints bit-identical");
+    }
+}
+
+/// tiny-gpt2 ties its output to the token embedding: llama.cpp loads that tensor twice, plain
+/// for the lookup and repacked for the output matmul.
+#[test]
+fn tiny_gpt2_runs_are_bit_identical_with_a_repacked_tied_output() {
+    let dir = common::scratch("repack_tiny_gpt2");
+    for quant in [Q4_0, Q4K] {
+        let model = dir.join(format!("tiny-gpt2-{quant}.gguf"));
+        write_preset(Preset::TinyGpt2, quant, 1, &model).unwrap();
+        let n = runs_are_bit_identical(&model, &dir.join(quant.name()), &COUNTS);
+        println!("tiny-gpt2 {quant}: {n} checkpoints bit-identical");
     }
 }
 
