@@ -389,6 +389,9 @@ int llorch_ggml_mul_mat(int32_t type, const void *weight, int64_t n_in, int64_t 
             if (wbuf && w->extra == nullptr) {
                 ggml_backend_buffer_free(wbuf);
                 wbuf = nullptr;
+                // Unbind the weight so that the plain buffer below allocates it.
+                w->buffer = nullptr;
+                w->data = nullptr;
             }
             break;
         }

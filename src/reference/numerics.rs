@@ -24,10 +24,14 @@
 //! | K·Q and V·P summed in ggml's lane order: `ggml_vec_dot_f32/f16` for one column, llamafile's `tinyBLAS` for two or more | ggml-cpu/vec.cpp, llamafile/sgemm.cpp |
 //! | RoPE rotation contracted to FMAs by GCC: `fma(x0, cos, -(x1*sin))`, `fma(x0, sin, x1*cos)` | ggml-cpu/ops.cpp `rotate_pairs` |
 //! | Q2_K..Q6_K weights with eight or more activation rows (or `GGML_CPU_TILED_MM_FORCE=1`), unless `GGML_CPU_TILED_MM=0` or the weight is repacked: the tiled GEMM, per 256-element block an exact integer sum per weight row and activation row, `d*s1`, `fnmadd(dmin, s2)`, `fma` into the accumulator (`quant::tiled`) | ggml-cpu/tiled/tiled.cpp `ggml_compute_forward_mul_mat_tiled`, `tiled_unpack_src0`, tiled-kernel.cpp `tiled_run_microtile_avx2` |
+//! | repacked weights (Q4_0, Q4_K with `n_out % 8 == 0`, repack on): GEMM for the first `t - t % 4` rows when `t > 3`, GEMV for the rest | ggml-cpu/repack.cpp `ggml_repack_get_optimal_repack_type`, `tensor_traits::forward_mul_mat`, `forward_mul_mat_one_chunk` |
+//! | activation rows of the repacked GEMM quantized four at a time (Q8_K: a `+m`/`-m` tie in a block takes `+m`) | ggml-cpu/arch/x86/repack.cpp `ggml_quantize_mat_q8_0_4x8`, `ggml_quantize_mat_q8_K_4x8` |
+//! | Q4_0 repacked: `fma(float(isum), d_w*d_a, acc)` per 32-element block | ggml-cpu/arch/x86/repack.cpp `gemv_q4_b32_8x8_q8_0_lut_avx`, `gemm_q4_b32_8x8_q8_0_lut_avx` |
+//! | Q4_K repacked: scale and min sums as two FMA chains, `acc - acc_min`; per super-block (GEMV) or per pair of sub-blocks (GEMM) | ggml-cpu/arch/x86/repack.cpp `ggml_gemv_q4_K_8x8_q8_K`, `ggml_gemm_q4_K_8x8_q8_K` |
 //!
 //! With these, ggml mode reproduces llama.cpp's CPU results bit for bit on the models the tests
-//! use. Not emulated: the repacked GEMMs that llama.cpp picks for some weight types and batch
-//! sizes (Q4_0/Q4_K/Q8_0 repacking), which sum the same products in another order.
+//! use. Not emulated: the repacked IQ4_NL and MXFP4 layouts (see `quant::repack`) and the tiled
+//! GEMM for I-quants.
 
 use crate::checkpoint::KvType;
 use crate::cpu_config::CpuConfig;
@@ -195,7 +199,12 @@ impl Numerics {
                     block: act_type.block_size(),
                 })?;
                 let mut bytes = vec![0u8; n_bytes];
-                quant::quantize_activation(act_type, x, &mut bytes)?;
+                if kernel == WeightKernel::RepackGemm {
+                    // Rows in groups of four go through ggml_quantize_mat_t, not from_float.
+                    quant::repack::quantize_mat_row(act_type, x, &mut bytes)?;
+                } else {
+                    quant::quantize_activation(act_type, x, &mut bytes)?;
+                }
                 (Vec::new(), bytes)
             }
         };
