@@ -23,7 +23,7 @@
 //! | softmax and SiLU exponentials through `ggml_v_expf`, ggml's vectorized `expf` | ggml-cpu/vec.h |
 //! | K·Q and V·P summed in ggml's lane order: `ggml_vec_dot_f32/f16` for one column, llamafile's `tinyBLAS` for two or more | ggml-cpu/vec.cpp, llamafile/sgemm.cpp |
 //! | RoPE rotation contracted to FMAs by GCC: `fma(x0, cos, -(x1*sin))`, `fma(x0, sin, x1*cos)` | ggml-cpu/ops.cpp `rotate_pairs` |
-//! | Q2_K..Q6_K weights with eight or more activation rows (or `GGML_CPU_TILED_MM_FORCE=1`), unless `GGML_CPU_TILED_MM=0` or the weight is repacked: the tiled GEMM, per 256-element block an exact integer sum per weight row and activation row, `d*s1`, `fnmadd(dmin, s2)`, `fma` into the accumulator (`quant::tiled`) | ggml-cpu/tiled/tiled.cpp `ggml_compute_forward_mul_mat_tiled`, `tiled_unpack_src0`, tiled-kernel.cpp `tiled_run_microtile_avx2` |
+//! | Q2_K..Q6_K, IQ4_XS, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and IQ1_M weights with eight or more activation rows (or `GGML_CPU_TILED_MM_FORCE=1`), unless `GGML_CPU_TILED_MM=0` or the weight is repacked: the tiled GEMM, per 256-element block an exact integer sum per weight row and activation row, `d*s1`, `fnmadd(dmin, s2)`, `fma` into the accumulator; IQ4_XS through the `sign_epi8` MAC (`quant::tiled`) | ggml-cpu/tiled/tiled.cpp `ggml_compute_forward_mul_mat_tiled`, `tiled_unpack_src0`, tiled-kernel.cpp `tiled_run_microtile_avx2` |
 //!
 //! With these, ggml mode reproduces llama.cpp's CPU results bit for bit on the models the tests
 //! use. Not emulated: the repacked GEMMs that llama.cpp picks for some weight types and batch
