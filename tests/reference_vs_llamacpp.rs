@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use llorch_diff::checkpoint::DumpFolder;
 use llorch_diff::compare::{compare_folders, Comparison, Tolerances};
-use llorch_diff::cpu_config::CpuConfig;
 use llorch_diff::gguf::presets::{write_preset, Preset};
 use llorch_diff::llamacpp::extract::{extract, ExtractOptions, ExtractSummary};
 use llorch_diff::llamacpp::{set_verbose, KvType};
+use llorch_diff::cpu_config::CpuConfig;
 use llorch_diff::quant::GgmlType;
 use llorch_diff::reference::{reference, Fault, Mode, ReferenceOptions};
 

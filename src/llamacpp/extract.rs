@@ -8,8 +8,8 @@ use globset::GlobMatcher;
 use super::capture::{self, CaptureError, GraphFamily};
 use super::{KvType, LlamaError, Session};
 use crate::checkpoint::manifest::ModelInfo;
-use crate::checkpoint::{greedy_token, CheckpointName, DumpError, DumpWriter, Manifest, Tensor};
 use crate::cpu_config::CpuConfig;
+use crate::checkpoint::{greedy_token, CheckpointName, DumpError, DumpWriter, Manifest, Tensor};
 
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
