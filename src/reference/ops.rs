@@ -287,6 +287,20 @@ pub fn attention(
     if let Some(att) = attention_vectorized(num, cache, q, cells.clone(), heads, scale, &kv_head) {
         return att;
     }
+    attention_generic(num, cache, q, cells, heads, scale, kv_head)
+}
+
+/// [`attention`] through [`Numerics::attn_dot`], one dot product at a time: the definition the
+/// vectorized path reproduces, and the path of exact mode.
+fn attention_generic(
+    num: &Numerics,
+    cache: &KvCache,
+    q: &[f32],
+    cells: std::ops::Range<usize>,
+    heads: Heads,
+    scale: f32,
+    kv_head: impl Fn(usize) -> usize + Sync,
+) -> Attention {
     let Heads {
         n_head,
         n_head_kv,
@@ -458,4 +472,82 @@ pub fn swiglu(num: &Numerics, gate: &[f32], up: &[f32], n: usize) -> Vec<f32> {
             num.swiglu_row(g, u, a);
         });
     act
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::KvType;
+    use crate::reference::numerics::Mode;
+
+    fn values(seed: u32, n: usize) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    /// The vectorized attention gives the bits of the one-dot-at-a-time definition for every
+    /// kernel ggml mode picks: a prompt (sgemm or vec_dot for K·Q, sgemm for V·P) and a decode
+    /// step (vec_dot, V·P padded), F32 and F16 caches, cell counts off the lane widths.
+    #[test]
+    fn vectorized_attention_is_bit_identical_to_the_definition() {
+        if !kernels::available() {
+            return;
+        }
+        // 40: K·Q by sgemm on an F16 cache, a vec_dot tail on F32; 36: vec_dot with tails.
+        for (head_dim, kv) in [
+            (40, KvType::F32),
+            (40, KvType::F16),
+            (36, KvType::F32),
+            (36, KvType::F16),
+        ] {
+            let heads = Heads {
+                n_head: 4,
+                n_head_kv: 2,
+                head_dim,
+            };
+            let per_tok = heads.n_head_kv * heads.head_dim;
+            let num = Numerics::new(Mode::Ggml, kv);
+            for (pos0, t) in [(0, 37), (37, 1), (5, 3)] {
+                let mut cache = KvCache::default();
+                let filled = pos0 + t;
+                cache.append(
+                    &num,
+                    &values(1, filled * per_tok),
+                    &values(2, filled * per_tok),
+                );
+                let q = values(3, t * heads.n_head * heads.head_dim);
+                let kv_head = |h: usize| heads.kv_head(h);
+                let fast =
+                    attention_vectorized(&num, &cache, &q, pos0..filled, heads, 0.125, &kv_head)
+                        .expect("ggml mode on an AVX2 CPU");
+                let slow = attention_generic(&num, &cache, &q, pos0..filled, heads, 0.125, kv_head);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let what = format!("{kv:?} d={head_dim} {pos0}+{t}");
+                assert_eq!(bits(&fast.probs), bits(&slow.probs), "{what}");
+                assert_eq!(bits(&fast.out), bits(&slow.out), "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn exact_mode_takes_the_definition() {
+        let num = Numerics::new(Mode::Exact, KvType::F32);
+        let cache = KvCache {
+            k: vec![1.0; 8],
+            v: vec![1.0; 8],
+        };
+        let heads = Heads {
+            n_head: 1,
+            n_head_kv: 1,
+            head_dim: 8,
+        };
+        assert!(attention_vectorized(&num, &cache, &[1.0; 8], 0..1, heads, 1.0, &|_| 0).is_none());
+    }
 }
