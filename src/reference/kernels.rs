@@ -61,7 +61,9 @@ mod avx2 {
     use crate::reference::numerics::{softmax_ggml, swiglu_ggml};
     use std::arch::x86_64::*;
 
-    /// `hsum_float_8`: high half plus low half, then `(0 + 2) + (1 + 3)`.
+    /// `hsum_float_8`: high half plus low half, then `(0 + 2) + (1 + 3)`. The reductions below
+    /// are those of `quant::vecdot` (`hsum8`, `reduce4x8`), in registers where no scalar tail
+    /// comes after them.
     #[inline(always)]
     fn hsum8(a: &[f32; 8]) -> f32 {
         let r = [a[4] + a[0], a[5] + a[1], a[6] + a[2], a[7] + a[3]];
@@ -73,6 +75,24 @@ mod avx2 {
         let mut a = [0f32; 8];
         _mm256_storeu_ps(a.as_mut_ptr(), v);
         a
+    }
+
+    /// [`hsum8`] in registers: `hi + lo`, then `(0 + 2) + (1 + 3)`, the same additions.
+    #[inline(always)]
+    unsafe fn hsum8_v(a: __m256) -> f32 {
+        let r = _mm_add_ps(_mm256_extractf128_ps(a, 1), _mm256_castps256_ps128(a));
+        let m = _mm_add_ps(r, _mm_movehl_ps(r, r));
+        _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
+    }
+
+    /// `reduce4x8` in registers: `(s0 + s2) + (s1 + s3)`, `lo + hi`, then two `hadd`s (as
+    /// `GGML_F32x8_REDUCE` itself), the same additions.
+    #[inline(always)]
+    unsafe fn reduce4x8_v(s: &[__m256; 4]) -> f32 {
+        let v = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[1], s[3]));
+        let t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let h = _mm_hadd_ps(t0, t0);
+        _mm_cvtss_f32(_mm_hadd_ps(h, h))
     }
 
     /// tinyBLAS for one output: `acc[i % 8] = fma(x[i], y[i], acc[i % 8])`, then `hsum8`.
@@ -87,6 +107,9 @@ mod avx2 {
             let b = _mm256_loadu_ps(y.as_ptr().add(i));
             acc = _mm256_fmadd_ps(a, b, acc);
             i += 8;
+        }
+        if whole == n {
+            return hsum8_v(acc);
         }
         let mut acc = lanes(acc);
         for i in whole..n {
@@ -126,7 +149,7 @@ mod avx2 {
 
     /// The four 8-lane accumulators of `ggml_vec_dot_f32/f16` over the whole steps of 32.
     #[inline(always)]
-    unsafe fn chunks32(x: &[f32], y: &[f32], np: usize) -> [[f32; 8]; 4] {
+    unsafe fn chunks32(x: &[f32], y: &[f32], np: usize) -> [__m256; 4] {
         let mut s = [_mm256_setzero_ps(); 4];
         let mut i = 0;
         while i < np {
@@ -137,25 +160,14 @@ mod avx2 {
             }
             i += 32;
         }
-        [lanes(s[0]), lanes(s[1]), lanes(s[2]), lanes(s[3])]
-    }
-
-    /// `GGML_F32x8_REDUCE`, as in `quant::vecdot`.
-    #[inline(always)]
-    fn reduce4x8(s: &[[f32; 8]; 4]) -> f32 {
-        let mut v = [0f32; 8];
-        for l in 0..8 {
-            v[l] = (s[0][l] + s[2][l]) + (s[1][l] + s[3][l]);
-        }
-        let t0 = [v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]];
-        (t0[0] + t0[1]) + (t0[2] + t0[3])
+        s
     }
 
     #[inline(always)]
     unsafe fn vec_f32(x: &[f32], y: &[f32]) -> f32 {
         let n = x.len();
         let np = n & !31;
-        let mut sumf = reduce4x8(&chunks32(x, y, np));
+        let mut sumf = reduce4x8_v(&chunks32(x, y, np));
         for i in np..n {
             sumf = x[i].mul_add(y[i], sumf);
         }
@@ -166,7 +178,7 @@ mod avx2 {
     unsafe fn vec_f16(x: &[f32], y: &[f32]) -> f32 {
         let n = x.len();
         let np = n & !31;
-        let mut sumf = reduce4x8(&chunks32(x, y, np)) as f64;
+        let mut sumf = reduce4x8_v(&chunks32(x, y, np)) as f64;
         for i in np..n {
             sumf += (x[i] * y[i]) as f64;
         }
