@@ -3,7 +3,9 @@
 //! each side its own process, best of three runs, and each side's peak resident memory.
 //!
 //! `cargo bench --bench speed` prints one row per prompt length (about 125, 500 and 1250 tokens):
-//! llama.cpp s, reference s, their ratio, and the peak RSS of each process. The prompt is one
+//! llama.cpp s, reference s (wall, best of the runs), their ratio, each side's CPU time (user +
+//! system, best of the runs; llama.cpp's threads spin while they wait, so on a busy machine its
+//! wall time suffers more than the reference's) and the peak RSS of each process. The prompt is one
 //! English sentence repeated. Settings: `LLORCH_BENCH_MODEL` (default
 //! models/SmolLM2-135M-Instruct.Q4_1.gguf), `LLORCH_SPEED_TOKENS` (comma-separated, default
 //! `125,500,1250`), `LLORCH_SPEED_RUNS` (default 3), `LLORCH_SPEED_THREADS` (default 2).
@@ -44,13 +46,21 @@ fn prompt_of(tok: &Tokenizer, target: usize) -> (String, usize) {
     (prompt, n)
 }
 
-/// Runs the binary with `args`; wall time in seconds and peak RSS in MiB (if measurable).
-fn timed(bin: &Path, args: &[&str]) -> (f64, Option<f64>) {
+/// One run of a side: wall time, and where `/usr/bin/time` measured them, the CPU time (user +
+/// system, s) and the peak RSS (MiB).
+struct Sample {
+    wall: f64,
+    cpu: Option<f64>,
+    rss: Option<f64>,
+}
+
+/// Runs the binary with `args`.
+fn timed(bin: &Path, args: &[&str]) -> Sample {
     let time = Path::new("/usr/bin/time");
     let report = std::env::temp_dir().join(format!("llorch-speed-{}.time", std::process::id()));
     let mut cmd = if time.is_file() {
         let mut c = Command::new(time);
-        c.arg("-f").arg("%M").arg("-o").arg(&report).arg(bin);
+        c.arg("-f").arg("%M %U %S").arg("-o").arg(&report).arg(bin);
         c
     } else {
         Command::new(bin)
@@ -63,12 +73,34 @@ fn timed(bin: &Path, args: &[&str]) -> (f64, Option<f64>) {
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
         panic!("llorch-diff {} failed", args[0]);
     }
-    let rss = std::fs::read_to_string(&report)
+    let fields: Vec<f64> = std::fs::read_to_string(&report)
         .ok()
-        .and_then(|s| s.lines().last()?.trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0);
+        .and_then(|s| {
+            s.lines()
+                .last()?
+                .split_whitespace()
+                .map(|f| f.parse::<f64>().ok())
+                .collect()
+        })
+        .unwrap_or_default();
     let _ = std::fs::remove_file(&report);
-    (secs, rss)
+    let (rss, cpu) = match fields[..] {
+        [kb, user, sys] => (Some(kb / 1024.0), Some(user + sys)),
+        _ => (None, None),
+    };
+    Sample {
+        wall: secs,
+        cpu,
+        rss,
+    }
+}
+
+/// The best (smallest) of two optional figures.
+fn min_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn max_mib(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -78,8 +110,8 @@ fn max_mib(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-fn mib(v: Option<f64>) -> String {
-    v.map_or("-".to_string(), |m| format!("{m:.0}"))
+fn show(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".to_string(), |m| format!("{m:.digits$}"))
 }
 
 fn main() {
@@ -118,16 +150,24 @@ fn main() {
         model.display()
     );
     println!(
-        "{:>7} {:>13} {:>13} {:>6} {:>14} {:>14}",
-        "tokens", "llama.cpp s", "reference s", "ratio", "llama.cpp MiB", "reference MiB"
+        "{:>7} {:>12} {:>12} {:>6} {:>10} {:>10} {:>14} {:>14}",
+        "tokens",
+        "llama.cpp s",
+        "reference s",
+        "ratio",
+        "l.cpp cpu",
+        "ref cpu",
+        "llama.cpp MiB",
+        "reference MiB"
     );
     let filter = "blk.*.l_out";
     for target in targets {
         let (prompt, n) = prompt_of(&tok, target);
         let (mut best_x, mut best_r) = (f64::INFINITY, f64::INFINITY);
         let (mut rss_x, mut rss_r) = (None::<f64>, None::<f64>);
+        let (mut cpu_x, mut cpu_r) = (None::<f64>, None::<f64>);
         for _ in 0..runs {
-            let (s, m) = timed(
+            let x = timed(
                 &bin,
                 &[
                     "extract",
@@ -141,9 +181,10 @@ fn main() {
                     &ts,
                 ],
             );
-            best_x = best_x.min(s);
-            rss_x = max_mib(rss_x, m);
-            let (s, m) = timed(
+            best_x = best_x.min(x.wall);
+            cpu_x = min_of(cpu_x, x.cpu);
+            rss_x = max_mib(rss_x, x.rss);
+            let r = timed(
                 &bin,
                 &[
                     "reference",
@@ -159,14 +200,17 @@ fn main() {
                     &xs,
                 ],
             );
-            best_r = best_r.min(s);
-            rss_r = max_mib(rss_r, m);
+            best_r = best_r.min(r.wall);
+            cpu_r = min_of(cpu_r, r.cpu);
+            rss_r = max_mib(rss_r, r.rss);
         }
         println!(
-            "{n:>7} {best_x:>13.2} {best_r:>13.2} {:>6.2} {:>14} {:>14}",
+            "{n:>7} {best_x:>12.2} {best_r:>12.2} {:>6.2} {:>10} {:>10} {:>14} {:>14}",
             best_r / best_x,
-            mib(rss_x),
-            mib(rss_r)
+            show(cpu_x, 2),
+            show(cpu_r, 2),
+            show(rss_x, 0),
+            show(rss_r, 0)
         );
     }
     let size = std::fs::metadata(&model).map_or(0, |m| m.len());
