@@ -379,28 +379,7 @@ impl Numerics {
                     *o = (v / sum) as f32;
                 }
             }
-            Mode::Ggml => {
-                let mut max = f32::NEG_INFINITY;
-                for v in &mut row[..visible] {
-                    *v *= scale;
-                    max = max.max(*v);
-                }
-                // Groups of eight from cell 0, as the AVX2 loop over the padded row takes them;
-                // masked cells are exp(-inf) = 0 and add nothing.
-                let mut sum = 0f64;
-                for group in row[..visible].chunks_mut(8) {
-                    let mut lanes = [0f32; 8];
-                    for (lane, v) in lanes.iter_mut().zip(group.iter_mut()) {
-                        *v = v_expf(*v - max);
-                        *lane = *v;
-                    }
-                    sum += f64::from(hsum8(&lanes));
-                }
-                let inv = (1.0 / sum) as f32;
-                for v in &mut row[..visible] {
-                    *v *= inv;
-                }
-            }
+            Mode::Ggml => softmax_ggml(row, visible, scale),
         }
         for v in &mut row[visible..] {
             *v = 0.0;
@@ -509,19 +488,7 @@ impl Numerics {
                     *o = (g / (1.0 + (-g).exp()) * f64::from(u)) as f32;
                 }
             }
-            // ggml_vec_swiglu_f32: `ggml_v_silu` (x / (1 + v_expf(0 - x))) for whole groups of
-            // eight, `ggml_silu_f32` (x / (1 + expf(-x))) for the tail.
-            Mode::Ggml => {
-                let whole = gate.len() / 8 * 8;
-                for (i, ((o, &g), &u)) in out.iter_mut().zip(gate).zip(up).enumerate() {
-                    let e = if i < whole {
-                        v_expf(0.0 - g)
-                    } else {
-                        (-g).exp()
-                    };
-                    *o = g / (1.0 + e) * u;
-                }
-            }
+            Mode::Ggml => swiglu_ggml(gate, up, out),
         }
     }
 
@@ -553,6 +520,48 @@ impl Numerics {
     }
 }
 
+/// ggml's softmax of `scale * row[..visible]` in place (`ggml_compute_forward_soft_max_f32`);
+/// the cells from `visible` on are left as they are. Inlined into its callers so that the
+/// vectorized kernels compile its FMAs as instructions.
+#[inline(always)]
+pub(crate) fn softmax_ggml(row: &mut [f32], visible: usize, scale: f32) {
+    let mut max = f32::NEG_INFINITY;
+    for v in &mut row[..visible] {
+        *v *= scale;
+        max = max.max(*v);
+    }
+    // Groups of eight from cell 0, as the AVX2 loop over the padded row takes them; masked
+    // cells are exp(-inf) = 0 and add nothing.
+    let mut sum = 0f64;
+    for group in row[..visible].chunks_mut(8) {
+        let mut lanes = [0f32; 8];
+        for (lane, v) in lanes.iter_mut().zip(group.iter_mut()) {
+            *v = v_expf(*v - max);
+            *lane = *v;
+        }
+        sum += f64::from(hsum8(&lanes));
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in &mut row[..visible] {
+        *v *= inv;
+    }
+}
+
+/// ggml_vec_swiglu_f32: `ggml_v_silu` (x / (1 + v_expf(0 - x))) for whole groups of eight,
+/// `ggml_silu_f32` (x / (1 + expf(-x))) for the tail. Inlined as [`softmax_ggml`].
+#[inline(always)]
+pub(crate) fn swiglu_ggml(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    let whole = gate.len() / 8 * 8;
+    for (i, ((o, &g), &u)) in out.iter_mut().zip(gate).zip(up).enumerate() {
+        let e = if i < whole {
+            v_expf(0.0 - g)
+        } else {
+            (-g).exp()
+        };
+        *o = g / (1.0 + e) * u;
+    }
+}
+
 /// f64 dot product of two f32 rows.
 fn dot_f64(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
@@ -574,6 +583,7 @@ fn tinyblas_dot(x: &[f32], y: &[f32]) -> f32 {
 
 /// The horizontal sum of an `__m256` as ggml and llamafile take it: high half plus low half,
 /// then `(0 + 2) + (1 + 3)`.
+#[inline(always)]
 fn hsum8(a: &[f32; 8]) -> f32 {
     let r = [a[4] + a[0], a[5] + a[1], a[6] + a[2], a[7] + a[3]];
     (r[0] + r[2]) + (r[1] + r[3])
@@ -581,6 +591,7 @@ fn hsum8(a: &[f32; 8]) -> f32 {
 
 /// `ggml_v_expf` (ggml-cpu/vec.h, AVX2 branch) on one lane: ggml's vectorized `expf`, within
 /// 2 ulp of it, and what ggml's softmax uses for every whole group of eight.
+#[inline(always)]
 fn v_expf(x: f32) -> f32 {
     let c = |bits: u32| f32::from_bits(bits);
     let r = c(0x4b40_0000); // 0x1.8p23
@@ -637,6 +648,13 @@ pub struct Activation {
     /// The row quantized to the weight type's `vec_dot_type` (vec_dot, tiled and repacked
     /// kernels).
     bytes: Vec<u8>,
+}
+
+impl Activation {
+    /// The row quantized to the weight type's `vec_dot_type` (empty for exact mode and sgemm).
+    pub fn quantized(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 #[cfg(test)]
