@@ -341,7 +341,8 @@ fn store(fresh: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
         );
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let staging = dir.join(format!(".{LLAMA_CPP}.partial-{}", std::process::id()));
+    let staging = crate::staging::staging_path(dir, LLAMA_CPP);
+    crate::staging::register(&staging);
     let result = (|| -> anyhow::Result<()> {
         if staging.exists() {
             fs::remove_dir_all(&staging)?;
@@ -353,6 +354,7 @@ fn store(fresh: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
         fs::rename(&staging, &target)?;
         Ok(())
     })();
+    crate::staging::unregister(&staging);
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&staging);
         return Err(e.context(format!("storing {}", target.display())));
