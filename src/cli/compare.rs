@@ -99,8 +99,8 @@ pub fn emit(
     }
     step_summary(&report::markdown::summary(c, title))?;
     if let Some(x) = junit {
-        write_atomic(x, report::junit::render(c).as_bytes())
-            .with_context(|| format!("writing {}", x.display()))?;
+        let xml = report::junit::render(c).context("rendering the JUnit report")?;
+        write_atomic(x, xml.as_bytes()).with_context(|| format!("writing {}", x.display()))?;
         eprintln!("wrote {}", x.display());
     }
     Ok(())
