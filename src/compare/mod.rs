@@ -601,6 +601,20 @@ fn compare_manifests(
             ));
         }
     }
+    // ggml mode emulates the kernels of an x86-64-v3 build; another ISA (LLORCH_MARCH) makes
+    // llama.cpp take other kernels (AVX512 tinyBLAS, VNNI tiles, other repacked layouts).
+    let ggml_mode = |m: &Manifest| m.producer_detail.get("mode").is_some_and(|v| v == "ggml");
+    for (side, m, other) in [("A", ma, mb), ("B", mb, ma)] {
+        if let Some(isa) = m.producer_detail.get("isa") {
+            if isa != crate::reference::EMULATED_ISA && ggml_mode(other) {
+                warn.push(format!(
+                    "{side} is llama.cpp built for {isa}; ggml mode reproduces the kernels of a {} \
+                     build, so differences in summation order are expected",
+                    crate::reference::EMULATED_ISA
+                ));
+            }
+        }
+    }
     for (side, m) in [("A", ma), ("B", mb)] {
         if let Some(what) = m.producer_detail.get("not_emulated") {
             warn.push(format!(

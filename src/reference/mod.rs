@@ -76,6 +76,10 @@ impl Fault {
     }
 }
 
+/// The ISA whose ggml-cpu kernels ggml mode reproduces: llama.cpp's default build here
+/// (`build.rs`). A llama.cpp built for another ISA takes other kernels.
+pub const EMULATED_ISA: &str = "x86-64-v3";
+
 #[derive(Debug, Clone)]
 pub struct ReferenceOptions {
     pub mode: Mode,
