@@ -41,6 +41,10 @@ pub struct Args {
     /// Write a JUnit XML report (one testcase per checkpoint).
     #[arg(long, value_name = "FILE.xml")]
     pub junit: Option<PathBuf>,
+    /// Judge only the checkpoints the candidate dumped (an engine that taps some layers' outputs
+    /// and the logits); the expected folder's others are left out, and counted on stderr.
+    #[arg(long)]
+    pub only_dumped: bool,
 }
 
 /// Built-in tolerances, then the file, then the flags.
@@ -127,6 +131,22 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .with_context(|| format!("opening the expected folder {}", args.expected.display()))?;
     let b = DumpFolder::open(&args.candidate)
         .with_context(|| format!("opening the candidate folder {}", args.candidate.display()))?;
+    let mut a = a;
+    if args.only_dumped {
+        let dumped: std::collections::HashSet<_> = b.entries.iter().map(|e| &e.id).collect();
+        let before = a.entries.len();
+        a.entries.retain(|e| dumped.contains(&e.id));
+        anyhow::ensure!(
+            !a.entries.is_empty(),
+            "--only-dumped: the candidate {} dumps none of the expected folder's checkpoints",
+            args.candidate.display()
+        );
+        eprintln!(
+            "judging the {} checkpoints the candidate dumps; {} of the expected folder's are left out",
+            a.entries.len(),
+            before - a.entries.len()
+        );
+    }
     let c = compare::compare_folders(&a, &b, &tol)?;
     let title = format!(
         "llorch-diff compare {} {}",

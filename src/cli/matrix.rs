@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,q2_k,q3_k,q4_k,q5_k,q6_k"
+        default_value = "f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,q2_k,q3_k,q4_k,q5_k,q6_k,iq4_nl,iq4_xs,iq3_s,iq3_xxs,iq2_s,iq2_xs,iq2_xxs,iq1_m,iq1_s,tq2_0,tq1_0,mxfp4"
     )]
     pub types: Vec<String>,
     /// A real GGUF model to re-quantize into every file type of `--quantize-to`.
