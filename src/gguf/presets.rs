@@ -19,7 +19,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::params::{Arch, ModelParams};
+use super::params::{Arch, ModelParams, RopeScaling};
 use super::quantize;
 use super::reader::{GgufError, MetaValue, TensorInfo};
 use super::vocab;
@@ -76,6 +76,7 @@ impl Preset {
                 norm_eps: 1e-5,
                 rope_freq_base: 10000.0,
                 rope_dim: 32,
+                rope_scaling: RopeScaling::unscaled(256),
                 tied_output: false,
             },
             Preset::TinyGpt2 => ModelParams {
@@ -91,6 +92,7 @@ impl Preset {
                 norm_eps: 1e-5,
                 rope_freq_base: 10000.0,
                 rope_dim: 0,
+                rope_scaling: RopeScaling::unscaled(128),
                 tied_output: true,
             },
             Preset::Llama2_7bShape => ModelParams {
@@ -106,6 +108,7 @@ impl Preset {
                 norm_eps: 1e-5,
                 rope_freq_base: 10000.0,
                 rope_dim: 128,
+                rope_scaling: RopeScaling::unscaled(4096),
                 tied_output: false,
             },
         }
