@@ -182,6 +182,7 @@ fn first_touched(f: Fault) -> (u32, &'static str) {
         Fault::GateUpSwap => (0, "blk.0.ffn_gate"),
         Fault::KvF32 => (0, "blk.0.cache_k"),
         Fault::NoQkBias => (0, "blk.0.Qcur"),
+        Fault::SkipQkNorm => (0, "blk.0.Qcur_normed"),
     }
 }
 
@@ -206,7 +207,8 @@ fn every_fault_is_caught_at_the_first_checkpoint_it_touches() {
         c.first_divergence
     );
     println!("{:<15} {:<22} {:>10}", "fault", "first divergence", "NMSE");
-    // SmolLM2 has no Q/K/V biases: the bias fault is proven on the qwen2 preset.
+    // SmolLM2 has no Q/K/V biases and no Q/K norm: those faults are proven on the qwen
+    // presets (tests/qwen_families.rs).
     for fault in Fault::ALL
         .into_iter()
         .filter(|f| f.applies_to(Arch::Llama, false))

@@ -8,6 +8,8 @@ use super::reader::{GgufError, GgufFile, MetaValue};
 pub enum Arch {
     Llama,
     Gpt2,
+    Qwen2,
+    Qwen3,
 }
 
 impl Arch {
@@ -16,6 +18,8 @@ impl Arch {
         match self {
             Arch::Llama => "llama",
             Arch::Gpt2 => "gpt2",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
         }
     }
 
@@ -23,6 +27,8 @@ impl Arch {
         match s {
             "llama" => Some(Arch::Llama),
             "gpt2" => Some(Arch::Gpt2),
+            "qwen2" => Some(Arch::Qwen2),
+            "qwen3" => Some(Arch::Qwen3),
             _ => None,
         }
     }
@@ -255,21 +261,22 @@ impl ModelParams {
         }
 
         let eps_key = match arch {
-            Arch::Llama => k("attention.layer_norm_rms_epsilon"),
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => k("attention.layer_norm_rms_epsilon"),
             Arch::Gpt2 => k("attention.layer_norm_epsilon"),
         };
         let norm_eps =
             opt_f32(f, &eps_key)?.ok_or_else(|| GgufError::MissingKey(eps_key.clone()))?;
         let rope_freq_base = opt_f32(f, &k("rope.freq_base"))?.unwrap_or(10000.0);
         let rope_dim = match arch {
-            Arch::Llama => {
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {
                 let key = k("rope.dimension_count");
                 let d = opt_usize(f, &key)?.unwrap_or(head_dim);
-                // llama.cpp refuses a partial rotation for llama.
+                // llama.cpp refuses a partial rotation for llama and asserts against one in
+                // the qwen graphs.
                 if d != head_dim {
                     return Err(bad(
                         &key,
-                        format!("{d}, but llama needs it equal to the head size {head_dim}"),
+                        format!("{d}, but {name} needs it equal to the head size {head_dim}"),
                     ));
                 }
                 d

@@ -24,16 +24,10 @@ pub fn norm_rows(num: &Numerics, x: &[f32], eps: f32, weight: &[f32]) -> Vec<f32
     out
 }
 
-/// Whether a family's Q/K/V biases are optional (llama.cpp's `create_tensor_qkv` loads them
-/// when present) or part of the architecture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Biases {
-    Optional,
-    Required,
-}
-
 /// The separate Q, K and V projections of one layer and their biases
-/// (llama.cpp's `llm_graph_context::build_qkv`, separate path).
+/// (llama.cpp's `llm_graph_context::build_qkv`, separate path). llama.cpp's
+/// `create_tensor_qkv` loads each bias when the file has it, for every family that uses it
+/// (qwen2's published models have all three), and so does this.
 pub struct Qkv<'f> {
     wq: Matrix<'f>,
     wk: Matrix<'f>,
@@ -48,20 +42,15 @@ impl<'f> Qkv<'f> {
         w: &mut Weights<'f>,
         layer: usize,
         p: &ModelParams,
-        biases: Biases,
     ) -> Result<Self, ReferenceError> {
         let n = |s: &str| format!("blk.{layer}.{s}");
         let e = p.n_embd;
         let q_dim = p.n_head * p.head_dim;
         let kv_dim = p.n_head_kv * p.head_dim;
-        let mut bias = |name: String, len: usize| match biases {
-            Biases::Optional => w.opt_vector(&name, len),
-            Biases::Required => w.vector(&name, len).map(Some),
-        };
         let (bq, bk, bv) = (
-            bias(n("attn_q.bias"), q_dim)?,
-            bias(n("attn_k.bias"), kv_dim)?,
-            bias(n("attn_v.bias"), kv_dim)?,
+            w.opt_vector(&n("attn_q.bias"), q_dim)?,
+            w.opt_vector(&n("attn_k.bias"), kv_dim)?,
+            w.opt_vector(&n("attn_v.bias"), kv_dim)?,
         );
         Ok(Qkv {
             wq: w.matrix(&n("attn_q.weight"), e, q_dim)?,

@@ -4,7 +4,7 @@
 //! grouped-query attention over a KV cache, SwiGLU FFN, tied or separate output matrix. Each
 //! checkpoint is tapped at the line that computes it.
 
-use super::blocks::{norm_rows, Biases, EmbedHead, Qkv, SwiGlu};
+use super::blocks::{norm_rows, EmbedHead, Qkv, SwiGlu};
 use super::ops::{self, Heads, KvCache, Matrix, RopeStyle};
 use super::rope::Rope;
 use super::support::Weights;
@@ -36,7 +36,7 @@ impl<'f> Llama<'f> {
             .map(|i| {
                 Ok(Layer {
                     attn_norm: w.vector(&format!("blk.{i}.attn_norm.weight"), e)?,
-                    qkv: Qkv::load(&mut w, i, p, Biases::Optional)?,
+                    qkv: Qkv::load(&mut w, i, p)?,
                     wo: w.matrix(&format!("blk.{i}.attn_output.weight"), q_dim, e)?,
                     ffn: SwiGlu::load(&mut w, i, p)?,
                 })

@@ -1,7 +1,7 @@
 //! The Rust reference forward pass: an independent producer of the same checkpoints as
 //! llama.cpp, from the same GGUF file and prompt.
 //!
-//! - [`llama`] and [`gpt2`] read top-down like the mathematics, with one tap per checkpoint at
+//! - [`llama`], [`qwen2`], [`qwen3`] and [`gpt2`] read top-down like the mathematics, with one tap per checkpoint at
 //!   the line that computes it;
 //! - [`blocks`] holds the pieces the llama-style families share (Q/K/V projections, SwiGLU
 //!   FFN, embedding and output head), [`rope`] RoPE with frequency factors and scaling;
@@ -21,6 +21,8 @@ pub mod gpt2;
 pub mod llama;
 pub mod numerics;
 pub mod ops;
+pub mod qwen2;
+pub mod qwen3;
 pub mod rope;
 pub mod support;
 
@@ -63,10 +65,12 @@ pub enum Fault {
     KvF32,
     /// The Q and K biases left out (`Qcur`; families with Q/K/V biases).
     NoQkBias,
+    /// The per-head RMSNorm of Q and K skipped (`Qcur_normed`; qwen3).
+    SkipQkNorm,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 10] = [
         Fault::RopeBase,
         Fault::RopeNeox,
         Fault::GqaModulo,
@@ -76,6 +80,7 @@ impl Fault {
         Fault::GateUpSwap,
         Fault::KvF32,
         Fault::NoQkBias,
+        Fault::SkipQkNorm,
     ];
 
     /// Whether the fault changes anything on a model of `arch` whose Q/K/V projections have
@@ -85,6 +90,7 @@ impl Fault {
             Fault::RopeBase | Fault::RopeNeox | Fault::PosOffByOne => arch != Arch::Gpt2,
             Fault::GateUpSwap => arch != Arch::Gpt2,
             Fault::NoQkBias => qkv_bias && arch != Arch::Gpt2,
+            Fault::SkipQkNorm => arch == Arch::Qwen3,
             _ => true,
         }
     }
@@ -124,7 +130,7 @@ pub struct ReferenceOptions {
 pub enum ReferenceError {
     #[error("{path}: {reason}")]
     Model { path: PathBuf, reason: String },
-    #[error("architecture {0:?} is not supported by the reference (supported: llama, gpt2)")]
+    #[error("architecture {0:?} is not supported by the reference (supported: llama, qwen2, qwen3, gpt2)")]
     Architecture(String),
     /// A tensor or metadata key the reference does not implement, named.
     #[error("{0}")]
@@ -342,6 +348,8 @@ fn load<'f>(
     Ok(match params.arch {
         Arch::Llama => Box::new(llama::Llama::load(file, params)?),
         Arch::Gpt2 => Box::new(gpt2::Gpt2::load(file, params)?),
+        Arch::Qwen2 => Box::new(qwen2::Qwen2::load(file, params)?),
+        Arch::Qwen3 => Box::new(qwen3::Qwen3::load(file, params)?),
     })
 }
 

@@ -160,7 +160,7 @@ const ROPE_KEYS: &[(&str, KeyRule)] = &[
 fn arch_keys(arch: Arch) -> Vec<(&'static str, KeyRule)> {
     let mut v = COMMON_KEYS.to_vec();
     match arch {
-        Arch::Llama => {
+        Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {
             v.push(("attention.layer_norm_rms_epsilon", KeyRule::Implemented));
             v.extend_from_slice(ROPE_KEYS);
         }
