@@ -389,6 +389,9 @@ int llorch_ggml_mul_mat(int32_t type, const void *weight, int64_t n_in, int64_t 
             if (wbuf && w->extra == nullptr) {
                 ggml_backend_buffer_free(wbuf);
                 wbuf = nullptr;
+                // Unbind the weight so that the plain buffer below allocates it.
+                w->buffer = nullptr;
+                w->data = nullptr;
             }
             break;
         }
@@ -479,6 +482,35 @@ int llorch_quantize_model(const char *in_path, const char *out_path, int32_t fty
         return -1;
     }
     return 0;
+}
+
+int64_t llorch_ggml_quantize_chunk(int32_t type, const float *src, void *dst, int64_t start,
+                                   int64_t nrows, int64_t n_per_row, const float *imatrix) {
+    if (type < 0 || type >= GGML_TYPE_COUNT || src == nullptr || dst == nullptr || start < 0 ||
+        nrows < 0 || n_per_row <= 0) {
+        return -1;
+    }
+    const ggml_type t = static_cast<ggml_type>(type);
+    const int64_t blck = ggml_blck_size(t);
+    if (ggml_type_size(t) == 0 || blck <= 0 || n_per_row % blck != 0 || start % n_per_row != 0 ||
+        (ggml_quantize_requires_imatrix(t) && imatrix == nullptr)) {
+        return -1;
+    }
+    if (t == GGML_TYPE_Q8_1 || t == GGML_TYPE_Q8_K || t == GGML_TYPE_I8 || t == GGML_TYPE_I16 ||
+        t == GGML_TYPE_I32 || t == GGML_TYPE_I64 || t == GGML_TYPE_F64) {
+        return -1;  // not in ggml_quantize_chunk's switch (it would abort)
+    }
+    return static_cast<int64_t>(ggml_quantize_chunk(t, src, dst, start, nrows, n_per_row, imatrix));
+}
+
+const char *llorch_ggml_type_name(int32_t type) {
+    if (type < 0 || type >= GGML_TYPE_COUNT) return nullptr;
+    return ggml_type_name(static_cast<ggml_type>(type));
+}
+
+int llorch_ggml_quantize_requires_imatrix(int32_t type) {
+    if (type < 0 || type >= GGML_TYPE_COUNT) return -1;
+    return ggml_quantize_requires_imatrix(static_cast<ggml_type>(type)) ? 1 : 0;
 }
 
 }  // extern "C"

@@ -104,6 +104,17 @@ int llorch_ggml_mul_mat(int32_t type, const void *weight, int64_t n_in, int64_t 
 int llorch_quantize_model(const char *in_path, const char *out_path, int32_t ftype, int32_t n_threads,
                           int32_t uniform_imatrix);
 
+/* ggml_quantize_chunk (which runs ggml_quantize_init first): `nrows` rows of `n_per_row` floats
+ * from `src + start` into `dst` (row start / n_per_row onwards) with ggml's weight quantizer for `type`, I-quants included. `imatrix`
+ * (n_per_row weights) may be NULL unless llorch_ggml_quantize_requires_imatrix(type). Returns
+ * bytes written or -1 on a bad argument (checked here, so that ggml never asserts). */
+int64_t llorch_ggml_quantize_chunk(int32_t type, const float *src, void *dst, int64_t start,
+                                   int64_t nrows, int64_t n_per_row, const float *imatrix);
+/* ggml_type_name, or NULL for an id outside ggml's table. */
+const char *llorch_ggml_type_name(int32_t type);
+/* ggml_quantize_requires_imatrix: 1, 0, or -1 for an unknown id. */
+int llorch_ggml_quantize_requires_imatrix(int32_t type);
+
 #ifdef __cplusplus
 }
 #endif

@@ -13,8 +13,14 @@ pub struct Args {
     /// tiny-llama, tiny-gpt2, tiny-qwen2, tiny-qwen3 or llama2-7b-shape.
     #[arg(long)]
     pub preset: String,
-    /// Type of the 2-D weight matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K..q6_K);
-    /// norms and biases stay f32.
+    /// Type of the 2-D weight matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K..q6_K,
+    /// iq4_nl, iq4_xs, mxfp4, iq3_s, iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m, iq1_s, tq2_0,
+    /// tq1_0); norms and biases stay f32. The I-quants, ternary and FP4 types are written by
+    /// ggml's own quantizer (ggml_quantize_chunk); iq2_xxs, iq2_xs and iq1_s, which ggml only
+    /// quantizes with an importance matrix, get a synthetic one with every weight 1. A matrix
+    /// whose row length is not a whole number of blocks takes llama.cpp's fallback type
+    /// (256-element I-quants: iq4_nl; q2_K, q3_K, tq1_0, tq2_0: q4_0; q4_K: q5_0; q5_K: q5_1;
+    /// q6_K: q8_0), or f16 when that does not fit either.
     #[arg(long, default_value = "q8_0")]
     pub quant: String,
     /// Seed of the weight generator; the same seed gives the same file.
@@ -29,7 +35,7 @@ pub struct Args {
 pub fn parse_quant(name: &str) -> anyhow::Result<GgmlType> {
     GgmlType::parse_name(name).ok_or_else(|| {
         anyhow::anyhow!(
-            "unknown tensor type '{name}' (try f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)"
+            "unknown tensor type '{name}' (try f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, mxfp4, iq3_s, iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m, iq1_s, tq2_0, tq1_0)"
         )
     })
 }

@@ -157,7 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 /// The model files: each preset in each type, and the real model in each file type.
 fn subjects(args: &Args, models: &Path) -> anyhow::Result<Vec<Subject>> {
     let mut out = Vec::new();
-    for p in &args.presets {
+    for p in args.presets.iter().filter(|p| !p.is_empty()) {
         let preset = Preset::parse(p)?;
         for t in &args.types {
             let ty = super::make_model::parse_quant(t)?;

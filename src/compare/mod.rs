@@ -589,6 +589,26 @@ fn compare_manifests(
             ma.steps, mb.steps
         ));
     }
+    // Both producers record the CPU backend configuration (which kernels llama.cpp ran, which
+    // the reference emulated); judging one against the other is only meaningful when they agree.
+    let cpu = |m: &Manifest| crate::cpu_config::CpuConfig::from_record(&m.producer_detail);
+    if let (Some(a), Some(b)) = (cpu(ma), cpu(mb)) {
+        if a != b {
+            warn.push(format!(
+                "CPU backend configurations differ: {} (A) vs {} (B)",
+                a.describe(),
+                b.describe()
+            ));
+        }
+    }
+    for (side, m) in [("A", ma), ("B", mb)] {
+        if let Some(what) = m.producer_detail.get("not_emulated") {
+            warn.push(format!(
+                "{side} ran kernels it does not reproduce bit for bit: {what}; differences \
+                 there may be summation order, not a bug"
+            ));
+        }
+    }
     if let Some(m) = ma.producer_detail.get("mode") {
         if m != mode {
             warn.push(format!("expected (A) was produced in mode {m:?}; tolerances are those of the candidate's mode {mode:?}"));

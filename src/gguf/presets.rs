@@ -11,8 +11,11 @@
 //! tied to it) is N(0, 4/n_embd), so the logits' standard deviation is near 2.
 //!
 //! Tensor types: every 2-D weight matrix is written in the requested type when its row length
-//! is a whole number of that type's blocks, and in F16 otherwise (no preset needs the fallback
-//! today: all row lengths are multiples of 256). Norm weights, biases and GPT-2's position
+//! is a whole number of that type's blocks; otherwise in the type llama.cpp's quantizer falls
+//! back to (`tensor_type_fallback` in src/llama-quant.cpp: 256-element I-quants to IQ4_NL,
+//! Q2_K/Q3_K/TQ1_0/TQ2_0 to Q4_0, Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0), and in F16 when
+//! that does not fit either (no preset needs a fallback today: all row lengths are multiples
+//! of 256). Norm weights, biases and GPT-2's position
 //! embedding are F32, as llama.cpp's own quantizer leaves them.
 
 use std::path::Path;
@@ -299,10 +302,26 @@ fn tensor_specs(p: &ModelParams) -> Vec<TensorSpec> {
 fn storage_type(spec: &TensorSpec, quant: GgmlType) -> GgmlType {
     if !spec.matrix {
         GgmlType::F32
-    } else if (spec.dims[0] as usize).is_multiple_of(quant.block_size()) {
-        quant
     } else {
-        GgmlType::F16
+        let n = spec.dims[0] as usize;
+        [quant, fallback_type(quant)]
+            .into_iter()
+            .find(|t| n.is_multiple_of(t.block_size()))
+            .unwrap_or(GgmlType::F16)
+    }
+}
+
+/// llama.cpp's `tensor_type_fallback`: the type a tensor whose rows do not fit `quant`'s blocks
+/// is written in instead (itself for 32-element types, which then become F16).
+fn fallback_type(quant: GgmlType) -> GgmlType {
+    use GgmlType::*;
+    match quant {
+        IQ1S | IQ1M | IQ2XXS | IQ2XS | IQ2S | IQ3XXS | IQ3S | IQ4XS => IQ4NL,
+        Q2_0 | Q2K | Q3K | TQ1_0 | TQ2_0 => Q4_0,
+        Q4K => Q5_0,
+        Q5K => Q5_1,
+        Q6K => Q8_0,
+        other => other,
     }
 }
 
@@ -322,6 +341,17 @@ fn file_type(quant: GgmlType) -> Option<u32> {
         GgmlType::Q5K => 16,
         GgmlType::Q6K => 18,
         GgmlType::BF16 => 32,
+        GgmlType::IQ2XXS => 19,
+        GgmlType::IQ2XS => 20,
+        GgmlType::IQ3XXS => 23,
+        GgmlType::IQ1S => 24,
+        GgmlType::IQ4NL => 25,
+        GgmlType::IQ3S => 26,
+        GgmlType::IQ2S => 28,
+        GgmlType::IQ4XS => 30,
+        GgmlType::IQ1M => 31,
+        GgmlType::TQ1_0 => 36,
+        GgmlType::TQ2_0 => 37,
         _ => return None,
     })
 }
@@ -504,4 +534,37 @@ pub fn write_preset(
                 },
             )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(row_len: u64) -> TensorSpec {
+        TensorSpec {
+            name: "m".into(),
+            dims: vec![row_len, 4],
+            matrix: true,
+            init: Init {
+                mean: 0.0,
+                std: 1.0,
+            },
+        }
+    }
+
+    #[test]
+    fn rows_that_do_not_fit_take_llama_cpps_fallback_type() {
+        use GgmlType::*;
+        // 256-element I-quants fall back to IQ4_NL on rows of whole 32-blocks, to F16 otherwise.
+        assert_eq!(storage_type(&matrix(512), IQ2XXS), IQ2XXS);
+        assert_eq!(storage_type(&matrix(96), IQ2XXS), IQ4NL);
+        assert_eq!(storage_type(&matrix(96), IQ4XS), IQ4NL);
+        assert_eq!(storage_type(&matrix(100), IQ3S), F16);
+        assert_eq!(storage_type(&matrix(96), TQ1_0), Q4_0);
+        assert_eq!(storage_type(&matrix(96), Q4K), Q5_0);
+        assert_eq!(storage_type(&matrix(96), Q6K), Q8_0);
+        // 32-element types have nothing smaller to go to.
+        assert_eq!(storage_type(&matrix(48), IQ4NL), F16);
+        assert_eq!(storage_type(&matrix(48), MXFP4), F16);
+    }
 }

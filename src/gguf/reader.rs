@@ -41,7 +41,7 @@ pub enum GgufError {
         offset: u64,
         msg: String,
     },
-    #[error("tensor '{tensor}' (type field at byte {offset}): unknown ggml type id {id}")]
+    #[error("tensor '{tensor}' (type field at byte {offset}): {}", crate::quant::UnknownType(*.id))]
     UnknownTensorType {
         tensor: String,
         id: u32,

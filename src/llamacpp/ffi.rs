@@ -172,3 +172,20 @@ unsafe extern "C" {
         uniform_imatrix: i32,
     ) -> ::std::os::raw::c_int;
 }
+unsafe extern "C" {
+    pub fn llorch_ggml_quantize_chunk(
+        type_: i32,
+        src: *const f32,
+        dst: *mut ::std::os::raw::c_void,
+        start: i64,
+        nrows: i64,
+        n_per_row: i64,
+        imatrix: *const f32,
+    ) -> i64;
+}
+unsafe extern "C" {
+    pub fn llorch_ggml_quantize_requires_imatrix(type_: i32) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn llorch_ggml_type_name(type_: i32) -> *const ::std::os::raw::c_char;
+}

@@ -92,6 +92,7 @@ pub struct MulMat {
 /// whichever kernel the backend dispatches to (vec_dot, llamafile sgemm, the tiled GEMM, a
 /// repacked GEMM/GEMV when `repack` and the weight has a repacked layout). `weight` holds
 /// `n_out` rows of `n_in` elements of `ty`; `x` holds `t` rows of `n_in` floats.
+#[allow(clippy::too_many_arguments)] // the C call's own arguments, named
 pub fn mul_mat(
     ty: GgmlType,
     weight: &[u8],
@@ -124,4 +125,75 @@ pub fn mul_mat(
         out,
         repacked: rc == 1,
     })
+}
+
+/// `ggml_quantize_requires_imatrix(type)`: whether ggml's weight quantizer for `ty` needs an
+/// importance matrix (IQ2_XXS, IQ2_XS, IQ1_S in this tree).
+pub fn quantize_requires_imatrix(ty: GgmlType) -> bool {
+    // SAFETY: pure lookup; unknown ids give -1.
+    unsafe { ffi::llorch_ggml_quantize_requires_imatrix(ty.id() as i32) == 1 }
+}
+
+/// `ggml_quantize_chunk(type, src, dst, 0, nrows, n_per_row, imatrix)`: ggml's weight quantizer
+/// (the one llama.cpp's quantize tool uses, I-quants included, after `ggml_quantize_init`) for
+/// `src.len() / n_per_row` rows. `imatrix`, when given, holds `n_per_row` importance weights.
+/// None on a bad argument (a partial row or block, a missing imatrix where one is required, a
+/// type ggml cannot write).
+pub fn quantize_chunk(
+    ty: GgmlType,
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+) -> Option<Vec<u8>> {
+    if n_per_row == 0 || !src.len().is_multiple_of(n_per_row) {
+        return None;
+    }
+    if imatrix.is_some_and(|m| m.len() != n_per_row) {
+        return None;
+    }
+    let nrows = src.len() / n_per_row;
+    let mut out = vec![0u8; ty.row_size(n_per_row)?.checked_mul(nrows)?];
+    // SAFETY: src holds nrows whole rows, out has room for them, imatrix (if any) n_per_row
+    // floats; the shim checks the type and the block alignment before calling ggml.
+    let rc = unsafe {
+        ffi::llorch_ggml_quantize_chunk(
+            ty.id() as i32,
+            src.as_ptr(),
+            out.as_mut_ptr().cast(),
+            0,
+            nrows as i64,
+            n_per_row as i64,
+            imatrix.map_or(std::ptr::null(), <[f32]>::as_ptr),
+        )
+    };
+    (rc >= 0 && rc as usize == out.len()).then_some(out)
+}
+
+/// `ggml_type_name(type)`.
+pub fn type_name(ty: GgmlType) -> Option<String> {
+    // SAFETY: returns NULL or a pointer to a static NUL-terminated string of ggml's table.
+    let p = unsafe { ffi::llorch_ggml_type_name(ty.id() as i32) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: non-null, static and NUL-terminated (see above).
+    let name = unsafe { std::ffi::CStr::from_ptr(p) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// `ggml_blck_size(type)`.
+pub fn blck_size(ty: GgmlType) -> Option<usize> {
+    // SAFETY: pure lookup; unknown ids give -1.
+    let b = unsafe { ffi::llorch_ggml_blck_size(ty.id() as i32) };
+    usize::try_from(b).ok().filter(|&b| b > 0)
+}
+
+/// `ggml_row_size(type, n)` (`n` a whole number of blocks).
+pub fn row_size(ty: GgmlType, n: usize) -> Option<usize> {
+    let b = blck_size(ty)?;
+    if !n.is_multiple_of(b) {
+        return None;
+    }
+    // SAFETY: pure arithmetic on ggml's type table; n is a whole number of blocks.
+    Some(unsafe { ffi::llorch_ggml_row_size(ty.id() as i32, n as i64) })
 }

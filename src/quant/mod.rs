@@ -29,14 +29,23 @@ mod activation;
 #[allow(clippy::needless_range_loop)]
 mod dequant;
 #[allow(clippy::needless_range_loop)]
+mod dequant_iq;
+#[allow(clippy::needless_range_loop)]
 mod exact;
 mod fp;
 #[allow(clippy::needless_range_loop)]
+mod multi;
+#[allow(clippy::needless_range_loop)]
 mod quantize;
 pub mod repack;
+mod tables;
 pub mod tiled;
 #[allow(clippy::needless_range_loop)]
 mod vecdot;
+#[allow(clippy::needless_range_loop)]
+mod vecdot_iq;
+
+pub use multi::{has_batched_vec_dot, vec_dot_block, ActRows};
 
 pub use fp::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16_ggml};
 
@@ -65,12 +74,50 @@ pub enum GgmlType {
     I64,
     F64,
     BF16,
+    IQ2XXS,
+    IQ2XS,
+    IQ3XXS,
+    IQ1S,
+    IQ4NL,
+    IQ3S,
+    IQ2S,
+    IQ4XS,
+    IQ1M,
+    TQ1_0,
+    TQ2_0,
+    MXFP4,
+    NVFP4,
+    Q1_0,
+    Q2_0,
 }
 
-/// A type id that this crate does not know.
+/// A type id that this crate does not know: not in ggml.h, or one whose support ggml removed
+/// (then named, e.g. id 4 is `q4_2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("unknown ggml type id {0}")]
+#[error("{}", describe_unknown(*.0))]
 pub struct UnknownType(pub u32);
+
+/// The names ggml.h keeps in comments for the ids it no longer supports.
+fn removed_type_name(id: u32) -> Option<&'static str> {
+    Some(match id {
+        4 => "q4_2",
+        5 => "q4_3",
+        31 => "q4_0_4_4",
+        32 => "q4_0_4_8",
+        33 => "q4_0_8_8",
+        36 => "iq4_nl_4_4",
+        37 => "iq4_nl_4_8",
+        38 => "iq4_nl_8_8",
+        _ => return None,
+    })
+}
+
+fn describe_unknown(id: u32) -> String {
+    match removed_type_name(id) {
+        Some(name) => format!("ggml type id {id} ({name}), whose support ggml has removed"),
+        None => format!("unknown ggml type id {id}"),
+    }
+}
 
 impl GgmlType {
     pub fn from_id(id: u32) -> Result<Self, UnknownType> {
@@ -96,6 +143,21 @@ impl GgmlType {
             27 => I64,
             28 => F64,
             30 => BF16,
+            16 => IQ2XXS,
+            17 => IQ2XS,
+            18 => IQ3XXS,
+            19 => IQ1S,
+            20 => IQ4NL,
+            21 => IQ3S,
+            22 => IQ2S,
+            23 => IQ4XS,
+            29 => IQ1M,
+            34 => TQ1_0,
+            35 => TQ2_0,
+            39 => MXFP4,
+            40 => NVFP4,
+            41 => Q1_0,
+            42 => Q2_0,
             other => return Err(UnknownType(other)),
         })
     }
@@ -123,6 +185,21 @@ impl GgmlType {
             I64 => 27,
             F64 => 28,
             BF16 => 30,
+            IQ2XXS => 16,
+            IQ2XS => 17,
+            IQ3XXS => 18,
+            IQ1S => 19,
+            IQ4NL => 20,
+            IQ3S => 21,
+            IQ2S => 22,
+            IQ4XS => 23,
+            IQ1M => 29,
+            TQ1_0 => 34,
+            TQ2_0 => 35,
+            MXFP4 => 39,
+            NVFP4 => 40,
+            Q1_0 => 41,
+            Q2_0 => 42,
         }
     }
 
@@ -131,8 +208,11 @@ impl GgmlType {
         use GgmlType::*;
         match self {
             F32 | F16 | BF16 | I8 | I16 | I32 | I64 | F64 => 1,
-            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => 32,
+            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4NL | MXFP4 => 32,
+            Q2_0 | NVFP4 => 64,
+            Q1_0 => 128,
             Q2K | Q3K | Q4K | Q5K | Q6K | Q8K => 256,
+            IQ2XXS | IQ2XS | IQ2S | IQ3XXS | IQ3S | IQ1S | IQ1M | IQ4XS | TQ1_0 | TQ2_0 => 256,
         }
     }
 
@@ -156,6 +236,21 @@ impl GgmlType {
             Q5K => 176,
             Q6K => 210,
             Q8K => 292,
+            IQ2XXS => 66,
+            IQ2XS => 74,
+            IQ3XXS => 98,
+            IQ1S => 50,
+            IQ4NL => 18,
+            IQ3S => 110,
+            IQ2S => 82,
+            IQ4XS => 136,
+            IQ1M => 56,
+            TQ1_0 => 54,
+            TQ2_0 => 66,
+            MXFP4 => 17,
+            NVFP4 => 36,
+            Q1_0 => 18,
+            Q2_0 => 18,
         }
     }
 
@@ -191,6 +286,21 @@ impl GgmlType {
             I64 => "i64",
             F64 => "f64",
             BF16 => "bf16",
+            IQ2XXS => "iq2_xxs",
+            IQ2XS => "iq2_xs",
+            IQ3XXS => "iq3_xxs",
+            IQ1S => "iq1_s",
+            IQ4NL => "iq4_nl",
+            IQ3S => "iq3_s",
+            IQ2S => "iq2_s",
+            IQ4XS => "iq4_xs",
+            IQ1M => "iq1_m",
+            TQ1_0 => "tq1_0",
+            TQ2_0 => "tq2_0",
+            MXFP4 => "mxfp4",
+            NVFP4 => "nvfp4",
+            Q1_0 => "q1_0",
+            Q2_0 => "q2_0",
         }
     }
 
@@ -203,7 +313,7 @@ impl GgmlType {
     }
 }
 
-const ALL: [GgmlType; 20] = [
+const ALL: [GgmlType; 35] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::Q4_0,
@@ -224,6 +334,21 @@ const ALL: [GgmlType; 20] = [
     GgmlType::I64,
     GgmlType::F64,
     GgmlType::BF16,
+    GgmlType::IQ2XXS,
+    GgmlType::IQ2XS,
+    GgmlType::IQ3XXS,
+    GgmlType::IQ1S,
+    GgmlType::IQ4NL,
+    GgmlType::IQ3S,
+    GgmlType::IQ2S,
+    GgmlType::IQ4XS,
+    GgmlType::IQ1M,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
+    GgmlType::MXFP4,
+    GgmlType::NVFP4,
+    GgmlType::Q1_0,
+    GgmlType::Q2_0,
 ];
 
 impl fmt::Display for GgmlType {
@@ -340,6 +465,18 @@ fn can_dequantize(ty: GgmlType) -> bool {
             | Q5K
             | Q6K
             | Q8K
+            | IQ4NL
+            | IQ4XS
+            | MXFP4
+            | IQ2XXS
+            | IQ2XS
+            | IQ2S
+            | IQ3XXS
+            | IQ3S
+            | IQ1S
+            | IQ1M
+            | TQ1_0
+            | TQ2_0
     )
 }
 
@@ -362,15 +499,29 @@ multiversion! {
             Q5K => dequant::row::<dequant::Q5K>(src, dst),
             Q6K => dequant::row::<dequant::Q6K>(src, dst),
             Q8K => dequant::row::<dequant::Q8K>(src, dst),
-            I8 | I16 | I32 | I64 | F64 => {}
+            IQ4NL => dequant::row::<dequant_iq::IQ4NL>(src, dst),
+            IQ4XS => dequant::row::<dequant_iq::IQ4XS>(src, dst),
+            MXFP4 => dequant::row::<dequant_iq::MXFP4>(src, dst),
+            IQ2XXS => dequant::row::<dequant_iq::IQ2XXS>(src, dst),
+            IQ2XS => dequant::row::<dequant_iq::IQ2XS>(src, dst),
+            IQ2S => dequant::row::<dequant_iq::IQ2S>(src, dst),
+            IQ3XXS => dequant::row::<dequant_iq::IQ3XXS>(src, dst),
+            IQ3S => dequant::row::<dequant_iq::IQ3S>(src, dst),
+            IQ1S => dequant::row::<dequant_iq::IQ1S>(src, dst),
+            IQ1M => dequant::row::<dequant_iq::IQ1M>(src, dst),
+            TQ1_0 => dequant::row::<dequant_iq::TQ1_0>(src, dst),
+            TQ2_0 => dequant::row::<dequant_iq::TQ2_0>(src, dst),
+            I8 | I16 | I32 | I64 | F64 | NVFP4 | Q1_0 | Q2_0 => {}
         }
     }
 }
 
 /// Decodes `dst.len()` elements from exactly `row_size(dst.len())` bytes, as ggml's `to_float`.
 ///
-/// F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K match ggml bit for bit; Q8_1 and
-/// Q8_K (which ggml never dequantizes) are `d * q`.
+/// F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS, MXFP4, IQ2_XXS,
+/// IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, TQ1_0 and TQ2_0 match ggml bit for bit; Q8_1 and
+/// Q8_K (which ggml never dequantizes) are `d * q`. NVFP4, Q1_0 and Q2_0 are known by name but
+/// not decoded (an `Unsupported` error naming them).
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
     if !can_dequantize(ty) {
         return Err(QuantError::Unsupported {
@@ -406,7 +557,10 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
         Q5K => quantize::q5_k,
         Q6K => quantize::q6_k,
         Q8K => quantize::q8_k,
-        I8 | I16 | I32 | I64 | F64 => return Err(QuantError::Unsupported { ty, op: "quantize" }),
+        I8 | I16 | I32 | I64 | F64 | IQ2XXS | IQ2XS | IQ3XXS | IQ1S | IQ4NL | IQ3S | IQ2S
+        | IQ4XS | IQ1M | TQ1_0 | TQ2_0 | MXFP4 | NVFP4 | Q1_0 | Q2_0 => {
+            return Err(QuantError::Unsupported { ty, op: "quantize" })
+        }
     };
     blocks_row(ty, src, dst, per_block)
 }
@@ -446,10 +600,28 @@ fn blocks_row(
 pub fn quantize_activation(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
     use GgmlType::*;
     match ty {
-        Q8_0 => blocks_row(ty, src, dst, activation::q8_0),
-        Q8_1 => blocks_row(ty, src, dst, activation::q8_1),
+        Q8_0 | Q8_1 => {
+            check_bytes(ty, "destination row", src.len(), dst.len())?;
+            q8_activation_row(ty == Q8_1, src, dst);
+            Ok(())
+        }
         F16 => fill_row(ty, src, dst, activation::row_f16),
         _ => quantize_row(ty, src, dst),
+    }
+}
+
+multiversion! {
+    // The x86-64-v3 copy rounds with `vroundps` instead of a call per element.
+    fn q8_activation_row(q8_1: bool, src: &[f32], dst: &mut [u8]) -> () {
+        if q8_1 {
+            for (x, y) in src.chunks_exact(32).zip(dst.chunks_exact_mut(36)) {
+                activation::q8_1(x, y);
+            }
+        } else {
+            for (x, y) in src.chunks_exact(32).zip(dst.chunks_exact_mut(34)) {
+                activation::q8_0(x, y);
+            }
+        }
     }
 }
 
@@ -460,9 +632,10 @@ pub fn vec_dot_type(weight: GgmlType) -> GgmlType {
     match weight {
         F16 => F16,
         BF16 => BF16,
-        Q4_0 | Q5_0 | Q8_0 => Q8_0,
+        Q4_0 | Q5_0 | Q8_0 | IQ4NL | MXFP4 | NVFP4 | Q1_0 | Q2_0 => Q8_0,
         Q4_1 | Q5_1 | Q8_1 => Q8_1,
         Q2K | Q3K | Q4K | Q5K | Q6K => Q8K,
+        IQ2XXS | IQ2XS | IQ2S | IQ3XXS | IQ3S | IQ1S | IQ1M | IQ4XS | TQ1_0 | TQ2_0 => Q8K,
         F32 | Q8K | I8 | I16 | I32 | I64 | F64 => F32,
     }
 }
@@ -501,7 +674,19 @@ fn vec_dot_rows<I: vecdot::Isa>(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> f
         Q4K => vecdot::q4_k::<I>(w, a),
         Q5K => vecdot::q5_k::<I>(w, a),
         Q6K => vecdot::q6_k::<I>(w, a),
-        Q8_1 | Q8K | I8 | I16 | I32 | I64 | F64 => 0.0,
+        IQ4NL => vecdot_iq::iq4_nl::<I>(w, a),
+        IQ4XS => vecdot_iq::iq4_xs::<I>(w, a),
+        MXFP4 => vecdot_iq::mxfp4::<I>(w, a),
+        IQ3S => vecdot_iq::iq3_s::<I>(w, a),
+        IQ3XXS => vecdot_iq::iq3_xxs::<I>(w, a),
+        IQ2S => vecdot_iq::iq2_s::<I>(w, a),
+        IQ2XS => vecdot_iq::iq2_xs::<I>(w, a),
+        IQ2XXS => vecdot_iq::iq2_xxs::<I>(w, a),
+        IQ1M => vecdot_iq::iq1_m::<I>(w, a),
+        IQ1S => vecdot_iq::iq1_s::<I>(w, a),
+        TQ2_0 => vecdot_iq::tq2_0::<I>(w, a),
+        TQ1_0 => vecdot_iq::tq1_0::<I>(w, a),
+        _ => 0.0,
     }
 }
 
@@ -511,8 +696,7 @@ fn check_vec_dot(
     act_row: &[u8],
     n: usize,
 ) -> Result<(), QuantError> {
-    use GgmlType::*;
-    if matches!(ty, Q8_1 | Q8K | I8 | I16 | I32 | I64 | F64) {
+    if !has_vec_dot(ty) {
         return Err(QuantError::Unsupported { ty, op: "vec_dot" });
     }
     check_bytes(ty, "weight row", n, weight_row.len())?;
@@ -530,10 +714,42 @@ fn check_vec_dot(
     Ok(())
 }
 
+/// Whether [`vec_dot`] (and so the reference's ggml-mode matmul) handles weights of `ty`.
+pub fn has_vec_dot(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(
+        ty,
+        F32 | F16
+            | BF16
+            | Q4_0
+            | Q4_1
+            | Q5_0
+            | Q5_1
+            | Q8_0
+            | Q2K
+            | Q3K
+            | Q4K
+            | Q5K
+            | Q6K
+            | IQ4NL
+            | IQ4XS
+            | MXFP4
+            | IQ3S
+            | IQ3XXS
+            | IQ2S
+            | IQ2XS
+            | IQ2XXS
+            | IQ1M
+            | IQ1S
+            | TQ2_0
+            | TQ1_0
+    )
+}
+
 /// ggml's CPU dot product (`type_traits_cpu[ty].vec_dot`) of a weight row with an activation
 /// row already quantized to [`vec_dot_type`]`(ty)` (e.g. by [`quantize_activation`]).
 ///
-/// Supported weight types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K. Each
+/// Supported weight types: those of [`has_vec_dot`]. Each
 /// kernel mirrors the AVX2 code of its ggml function (see `vecdot.rs`) and reproduces it bit
 /// for bit.
 pub fn vec_dot(
@@ -544,6 +760,38 @@ pub fn vec_dot(
 ) -> Result<f32, QuantError> {
     check_vec_dot(ty, weight_row, act_row, n)?;
     Ok(vec_dot_dispatch(ty, weight_row, act_row, n))
+}
+
+/// llamafile's `tinyBLAS_Q0_AVX` (ggml-cpu/llamafile/sgemm.cpp) for one output: what the CPU
+/// backend runs instead of `vec_dot` for IQ4_NL weights when a matmul has two or more
+/// activation rows. The activation row is Q8_0, as for [`vec_dot`].
+pub fn sgemm_q0_dot(
+    ty: GgmlType,
+    weight_row: &[u8],
+    act_row: &[u8],
+    n: usize,
+) -> Result<f32, QuantError> {
+    if ty != GgmlType::IQ4NL {
+        return Err(QuantError::Unsupported {
+            ty,
+            op: "tinyBLAS_Q0 GEMM",
+        });
+    }
+    check_vec_dot(ty, weight_row, act_row, n)?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn v3(w: &[u8], a: &[u8]) -> f32 {
+            vecdot_iq::iq4_nl_sgemm::<vecdot::Avx2>(w, a)
+        }
+        if has_v3() {
+            // SAFETY: the CPU supports the features `v3` was compiled for.
+            return Ok(unsafe { v3(weight_row, act_row) });
+        }
+    }
+    Ok(vecdot_iq::iq4_nl_sgemm::<vecdot::Portable>(
+        weight_row, act_row,
+    ))
 }
 
 /// [`vec_dot`] through the portable integer code only, whatever the CPU: lets tests check the
@@ -595,7 +843,19 @@ fn dot_exact_rows<A: exact::Accumulate>(ty: GgmlType, w: &[u8], x: &[f32]) -> f6
         Q5K => exact::blocks::<dequant::Q5K, A>(w, x),
         Q6K => exact::blocks::<dequant::Q6K, A>(w, x),
         Q8K => exact::blocks::<dequant::Q8K, A>(w, x),
-        I8 | I16 | I32 | I64 | F64 => 0.0,
+        IQ4NL => exact::blocks::<dequant_iq::IQ4NL, A>(w, x),
+        IQ4XS => exact::blocks::<dequant_iq::IQ4XS, A>(w, x),
+        MXFP4 => exact::blocks::<dequant_iq::MXFP4, A>(w, x),
+        IQ2XXS => exact::blocks::<dequant_iq::IQ2XXS, A>(w, x),
+        IQ2XS => exact::blocks::<dequant_iq::IQ2XS, A>(w, x),
+        IQ2S => exact::blocks::<dequant_iq::IQ2S, A>(w, x),
+        IQ3XXS => exact::blocks::<dequant_iq::IQ3XXS, A>(w, x),
+        IQ3S => exact::blocks::<dequant_iq::IQ3S, A>(w, x),
+        IQ1S => exact::blocks::<dequant_iq::IQ1S, A>(w, x),
+        IQ1M => exact::blocks::<dequant_iq::IQ1M, A>(w, x),
+        TQ1_0 => exact::blocks::<dequant_iq::TQ1_0, A>(w, x),
+        TQ2_0 => exact::blocks::<dequant_iq::TQ2_0, A>(w, x),
+        I8 | I16 | I32 | I64 | F64 | NVFP4 | Q1_0 | Q2_0 => 0.0,
     }
 }
 

@@ -17,7 +17,7 @@ use super::fp::{bf16_to_f32, block_boundary, f16_to_f32, h, le_f32, le_i16, le_u
 
 /// `hsum_float_8`: (hi + lo), then lanes 0+2 and 1+3, then those two.
 #[inline(always)]
-fn hsum8(a: &[f32; 8]) -> f32 {
+pub(crate) fn hsum8(a: &[f32; 8]) -> f32 {
     let r = [a[4] + a[0], a[5] + a[1], a[6] + a[2], a[7] + a[3]];
     (r[0] + r[2]) + (r[1] + r[3])
 }
@@ -173,7 +173,7 @@ impl Isa for Avx2 {
 }
 
 #[inline(always)]
-fn fma_lanes(acc: &mut [f32; 8], d: f32, lanes: &[i32; 8]) {
+pub(crate) fn fma_lanes(acc: &mut [f32; 8], d: f32, lanes: &[i32; 8]) {
     for k in 0..8 {
         acc[k] = d.mul_add(lanes[k] as f32, acc[k]);
     }
@@ -270,7 +270,7 @@ pub(crate) fn q8_0<I: Isa>(x: &[u8], y: &[u8]) -> f32 {
 
 /// Q8_K activation block: d, quants, bsums.
 #[inline(always)]
-fn q8k_parts(by: &[u8]) -> (f32, &[u8], [i16; 16]) {
+pub(crate) fn q8k_parts(by: &[u8]) -> (f32, &[u8], [i16; 16]) {
     let mut bs = [0i16; 16];
     for (k, b) in bs.iter_mut().enumerate() {
         *b = le_i16(by, 260 + 2 * k);

@@ -139,14 +139,7 @@ impl<'f> SwiGlu<'f> {
         taps.put(blk(layer, Kind::FfnGate), &[t, ff], &gate)?;
         let up = ops::matmul(num, wu, &cur, t)?;
         taps.put(blk(layer, Kind::FfnUp), &[t, ff], &up)?;
-        let mut act = vec![0f32; gate.len()];
-        for ((g, u), a) in gate
-            .chunks_exact(ff)
-            .zip(up.chunks_exact(ff))
-            .zip(act.chunks_exact_mut(ff))
-        {
-            num.swiglu_row(g, u, a);
-        }
+        let act = ops::swiglu(num, &gate, &up, ff);
         taps.put(blk(layer, Kind::FfnSwiglu), &[t, ff], &act)?;
         let down = ops::matmul(num, &self.down, &act, t)?;
         taps.put(blk(layer, Kind::FfnOut), &[t, e], &down)?;

@@ -18,6 +18,7 @@
 
 pub mod blocks;
 pub mod gpt2;
+mod kernels;
 pub mod llama;
 pub mod numerics;
 pub mod ops;

@@ -11,6 +11,8 @@
 //! | emulation | ggml source (pinned tree) |
 //! |---|---|
 //! | activations quantized to the weight type's `vec_dot_type` (Q8_0, Q8_1, Q8_K, F16) before a matmul, then ggml's `vec_dot` | ggml-cpu/ggml-cpu.c `ggml_compute_forward_mul_mat` (`from_float`, `vec_dot`) |
+//! | IQ4_NL weights at two or more rows: llamafile's tinyBLAS_Q0_AVX, one FMA accumulator per output over all blocks (`d = dA*dB`), `hsum` | ggml-cpu/llamafile/sgemm.cpp `tinyBLAS_Q0_AVX`, `llamafile_sgemm` (case `GGML_TYPE_IQ4_NL`) |
+//! | I-quant, ternary and FP4 weights (IQ4_NL, IQ4_XS, MXFP4, IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_M, IQ1_S, TQ2_0, TQ1_0): the AVX2 `vec_dot` against Q8_0 (IQ4_NL, MXFP4) or Q8_K (the rest), grids from ggml-common.h | ggml-cpu/arch/x86/quants.c `ggml_vec_dot_iq*_q8_*`, `ggml_vec_dot_mxfp4_q8_0`, `ggml_vec_dot_tq*_q8_K` |
 //! | RMS norm: `x*x` in f32 summed in double, `mean` and `1/sqrtf(mean+eps)` in f32 | ggml-cpu/ops.cpp `ggml_compute_forward_rms_norm_f32` |
 //! | layer norm: the mean a float division of a double sum rounded to float, the variance summed by groups of eight, `1/sqrtf(var+eps)` | ggml-cpu/ops.cpp `ggml_compute_forward_norm_f32`, vec.cpp `ggml_vec_cvar_f32` |
 //! | RoPE: `theta_scale = powf(base, -2/n_dims)`, `theta *= theta_scale` per pair in f32, `cosf`/`sinf` | ggml-cpu/ops.cpp `ggml_rope_cache_init`, `rope_yarn`, `rotate_pairs` |
@@ -22,11 +24,14 @@
 //! | softmax and SiLU exponentials through `ggml_v_expf`, ggml's vectorized `expf` | ggml-cpu/vec.h |
 //! | K·Q and V·P summed in ggml's lane order: `ggml_vec_dot_f32/f16` for one column, llamafile's `tinyBLAS` for two or more | ggml-cpu/vec.cpp, llamafile/sgemm.cpp |
 //! | RoPE rotation contracted to FMAs by GCC: `fma(x0, cos, -(x1*sin))`, `fma(x0, sin, x1*cos)` | ggml-cpu/ops.cpp `rotate_pairs` |
-//! | Q2_K..Q6_K weights with eight or more activation rows (or `GGML_CPU_TILED_MM_FORCE=1`), unless `GGML_CPU_TILED_MM=0` or the weight is repacked: the tiled GEMM, per 256-element block an exact integer sum per weight row and activation row, `d*s1`, `fnmadd(dmin, s2)`, `fma` into the accumulator (`quant::tiled`) | ggml-cpu/tiled/tiled.cpp `ggml_compute_forward_mul_mat_tiled`, `tiled_unpack_src0`, tiled-kernel.cpp `tiled_run_microtile_avx2` |
+//! | Q2_K..Q6_K, IQ4_XS, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and IQ1_M weights with eight or more activation rows (or `GGML_CPU_TILED_MM_FORCE=1`), unless `GGML_CPU_TILED_MM=0` or the weight is repacked: the tiled GEMM, per 256-element block an exact integer sum per weight row and activation row, `d*s1`, `fnmadd(dmin, s2)`, `fma` into the accumulator; IQ4_XS through the `sign_epi8` MAC (`quant::tiled`) | ggml-cpu/tiled/tiled.cpp `ggml_compute_forward_mul_mat_tiled`, `tiled_unpack_src0`, tiled-kernel.cpp `tiled_run_microtile_avx2` |
+//! | repacked weights (Q4_0, Q4_K with `n_out % 8 == 0`, repack on): GEMM for the first `t - t % 4` rows when `t > 3`, GEMV for the rest | ggml-cpu/repack.cpp `ggml_repack_get_optimal_repack_type`, `tensor_traits::forward_mul_mat`, `forward_mul_mat_one_chunk` |
+//! | activation rows of the repacked GEMM quantized four at a time (Q8_K: a `+m`/`-m` tie in a block takes `+m`) | ggml-cpu/arch/x86/repack.cpp `ggml_quantize_mat_q8_0_4x8`, `ggml_quantize_mat_q8_K_4x8` |
+//! | Q4_0 repacked: `fma(float(isum), d_w*d_a, acc)` per 32-element block | ggml-cpu/arch/x86/repack.cpp `gemv_q4_b32_8x8_q8_0_lut_avx`, `gemm_q4_b32_8x8_q8_0_lut_avx` |
+//! | Q4_K repacked: scale and min sums as two FMA chains, `acc - acc_min`; per super-block (GEMV) or per pair of sub-blocks (GEMM) | ggml-cpu/arch/x86/repack.cpp `ggml_gemv_q4_K_8x8_q8_K`, `ggml_gemm_q4_K_8x8_q8_K` |
 //!
 //! With these, ggml mode reproduces llama.cpp's CPU results bit for bit on the models the tests
-//! use. Not emulated: the repacked GEMMs that llama.cpp picks for some weight types and batch
-//! sizes (Q4_0/Q4_K/Q8_0 repacking), which sum the same products in another order.
+//! use. Not emulated: the repacked IQ4_NL and MXFP4 layouts (see `quant::repack`).
 
 use crate::checkpoint::KvType;
 use crate::cpu_config::CpuConfig;
@@ -72,6 +77,9 @@ pub enum WeightKernel {
     VecDot,
     /// llamafile's tinyBLAS on F32/F16/BF16 weights (two or more rows).
     Sgemm,
+    /// llamafile's `tinyBLAS_Q0_AVX` on IQ4_NL weights and Q8_0 activations (two or more rows):
+    /// one accumulator over all blocks, where IQ4_NL's `vec_dot` keeps two.
+    SgemmQ0,
     /// ggml-cpu/tiled: the tiled GEMM for K-quant and I-quant weights at eight or more rows.
     Tiled,
     /// ggml-cpu/repack.cpp: a repacked weight's GEMM, for whole groups of four rows.
@@ -139,6 +147,10 @@ impl Numerics {
         {
             return WeightKernel::Sgemm;
         }
+        // tinyBLAS_Q0_AVX also takes Q4_0, Q5_0 and Q8_0, whose vec_dot sums in its order.
+        if ty == GgmlType::IQ4NL && t >= 2 {
+            return WeightKernel::SgemmQ0;
+        }
         WeightKernel::VecDot
     }
 
@@ -176,6 +188,7 @@ impl Numerics {
                 (values, Vec::new())
             }
             WeightKernel::VecDot
+            | WeightKernel::SgemmQ0
             | WeightKernel::Tiled
             | WeightKernel::RepackGemm
             | WeightKernel::RepackGemv => {
@@ -186,7 +199,12 @@ impl Numerics {
                     block: act_type.block_size(),
                 })?;
                 let mut bytes = vec![0u8; n_bytes];
-                quant::quantize_activation(act_type, x, &mut bytes)?;
+                if kernel == WeightKernel::RepackGemm {
+                    // Rows in groups of four go through ggml_quantize_mat_t, not from_float.
+                    quant::repack::quantize_mat_row(act_type, x, &mut bytes)?;
+                } else {
+                    quant::quantize_activation(act_type, x, &mut bytes)?;
+                }
                 (Vec::new(), bytes)
             }
         };
@@ -218,6 +236,9 @@ impl Numerics {
             *y = match act.kernel {
                 WeightKernel::Exact => quant::dot_exact(weight_type, weight_row, &act.values)?,
                 WeightKernel::VecDot => quant::vec_dot(weight_type, weight_row, &act.bytes, n)?,
+                WeightKernel::SgemmQ0 => {
+                    quant::sgemm_q0_dot(weight_type, weight_row, &act.bytes, n)?
+                }
                 WeightKernel::Tiled => quant::tiled::dot(weight_type, weight_row, &act.bytes, n)?,
                 WeightKernel::RepackGemm => {
                     quant::repack::gemm_dot(weight_type, weight_row, &act.bytes, n)?
@@ -359,28 +380,7 @@ impl Numerics {
                     *o = (v / sum) as f32;
                 }
             }
-            Mode::Ggml => {
-                let mut max = f32::NEG_INFINITY;
-                for v in &mut row[..visible] {
-                    *v *= scale;
-                    max = max.max(*v);
-                }
-                // Groups of eight from cell 0, as the AVX2 loop over the padded row takes them;
-                // masked cells are exp(-inf) = 0 and add nothing.
-                let mut sum = 0f64;
-                for group in row[..visible].chunks_mut(8) {
-                    let mut lanes = [0f32; 8];
-                    for (lane, v) in lanes.iter_mut().zip(group.iter_mut()) {
-                        *v = v_expf(*v - max);
-                        *lane = *v;
-                    }
-                    sum += f64::from(hsum8(&lanes));
-                }
-                let inv = (1.0 / sum) as f32;
-                for v in &mut row[..visible] {
-                    *v *= inv;
-                }
-            }
+            Mode::Ggml => softmax_ggml(row, visible, scale),
         }
         for v in &mut row[visible..] {
             *v = 0.0;
@@ -489,19 +489,7 @@ impl Numerics {
                     *o = (g / (1.0 + (-g).exp()) * f64::from(u)) as f32;
                 }
             }
-            // ggml_vec_swiglu_f32: `ggml_v_silu` (x / (1 + v_expf(0 - x))) for whole groups of
-            // eight, `ggml_silu_f32` (x / (1 + expf(-x))) for the tail.
-            Mode::Ggml => {
-                let whole = gate.len() / 8 * 8;
-                for (i, ((o, &g), &u)) in out.iter_mut().zip(gate).zip(up).enumerate() {
-                    let e = if i < whole {
-                        v_expf(0.0 - g)
-                    } else {
-                        (-g).exp()
-                    };
-                    *o = g / (1.0 + e) * u;
-                }
-            }
+            Mode::Ggml => swiglu_ggml(gate, up, out),
         }
     }
 
@@ -533,6 +521,48 @@ impl Numerics {
     }
 }
 
+/// ggml's softmax of `scale * row[..visible]` in place (`ggml_compute_forward_soft_max_f32`);
+/// the cells from `visible` on are left as they are. Inlined into its callers so that the
+/// vectorized kernels compile its FMAs as instructions.
+#[inline(always)]
+pub(crate) fn softmax_ggml(row: &mut [f32], visible: usize, scale: f32) {
+    let mut max = f32::NEG_INFINITY;
+    for v in &mut row[..visible] {
+        *v *= scale;
+        max = max.max(*v);
+    }
+    // Groups of eight from cell 0, as the AVX2 loop over the padded row takes them; masked
+    // cells are exp(-inf) = 0 and add nothing.
+    let mut sum = 0f64;
+    for group in row[..visible].chunks_mut(8) {
+        let mut lanes = [0f32; 8];
+        for (lane, v) in lanes.iter_mut().zip(group.iter_mut()) {
+            *v = v_expf(*v - max);
+            *lane = *v;
+        }
+        sum += f64::from(hsum8(&lanes));
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in &mut row[..visible] {
+        *v *= inv;
+    }
+}
+
+/// ggml_vec_swiglu_f32: `ggml_v_silu` (x / (1 + v_expf(0 - x))) for whole groups of eight,
+/// `ggml_silu_f32` (x / (1 + expf(-x))) for the tail. Inlined as [`softmax_ggml`].
+#[inline(always)]
+pub(crate) fn swiglu_ggml(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    let whole = gate.len() / 8 * 8;
+    for (i, ((o, &g), &u)) in out.iter_mut().zip(gate).zip(up).enumerate() {
+        let e = if i < whole {
+            v_expf(0.0 - g)
+        } else {
+            (-g).exp()
+        };
+        *o = g / (1.0 + e) * u;
+    }
+}
+
 /// f64 dot product of two f32 rows.
 fn dot_f64(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
@@ -554,6 +584,7 @@ fn tinyblas_dot(x: &[f32], y: &[f32]) -> f32 {
 
 /// The horizontal sum of an `__m256` as ggml and llamafile take it: high half plus low half,
 /// then `(0 + 2) + (1 + 3)`.
+#[inline(always)]
 fn hsum8(a: &[f32; 8]) -> f32 {
     let r = [a[4] + a[0], a[5] + a[1], a[6] + a[2], a[7] + a[3]];
     (r[0] + r[2]) + (r[1] + r[3])
@@ -561,6 +592,7 @@ fn hsum8(a: &[f32; 8]) -> f32 {
 
 /// `ggml_v_expf` (ggml-cpu/vec.h, AVX2 branch) on one lane: ggml's vectorized `expf`, within
 /// 2 ulp of it, and what ggml's softmax uses for every whole group of eight.
+#[inline(always)]
 fn v_expf(x: f32) -> f32 {
     let c = |bits: u32| f32::from_bits(bits);
     let r = c(0x4b40_0000); // 0x1.8p23
@@ -617,6 +649,13 @@ pub struct Activation {
     /// The row quantized to the weight type's `vec_dot_type` (vec_dot, tiled and repacked
     /// kernels).
     bytes: Vec<u8>,
+}
+
+impl Activation {
+    /// The row quantized to the weight type's `vec_dot_type` (empty for exact mode and sgemm).
+    pub fn quantized(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 #[cfg(test)]
