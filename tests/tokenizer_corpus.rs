@@ -1,5 +1,5 @@
 //! The Rust tokenizer against llama.cpp's own `llama_tokenize(text, add_special = true,
-//! parse_special = false)`, string by string, for SmolLM2, both tokenizer presets, and preset
+//! parse_special = false)`, string by string, for SmolLM2, the tokenizer presets, and preset
 //! files whose tokenizer metadata is rewritten to reach the other supported settings.
 //!
 //! Every string must give the same ids. There are no exceptions: no llama.cpp quirk has been
@@ -398,6 +398,15 @@ fn tiny_llama_preset_matches_llama_cpp() {
 fn tiny_gpt2_preset_matches_llama_cpp() {
     let dir = common::scratch("tokenizer-corpus-gpt2");
     check("tiny-gpt2", &preset(&dir, Preset::TinyGpt2), &[]);
+}
+
+#[test]
+fn tiny_qwen2_preset_matches_llama_cpp() {
+    let dir = common::scratch("tokenizer-corpus-qwen2");
+    let model = preset(&dir, Preset::TinyQwen2);
+    let t = Tokenizer::from_gguf(&GgufFile::open(&model).unwrap()).unwrap();
+    assert_eq!(t.describe(), "gpt2 BPE (pre-tokenizer qwen2), 512 tokens");
+    check("tiny-qwen2", &model, &[]);
 }
 
 /// The settings the presets do not use, reached by rewriting their tokenizer metadata.

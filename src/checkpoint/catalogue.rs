@@ -16,12 +16,18 @@ pub enum Kind {
     AttnNorm,
     /// `[T, 3 * n_embd]` gpt2's fused QKV projection (with bias).
     Qkv,
-    /// `[T, n_head, head_dim]` query projection, before RoPE.
+    /// `[T, n_head, head_dim]` query projection (plus bias where the family has one), before
+    /// RoPE.
     Qcur,
+    /// `[T, n_head, head_dim]` query after the per-head RMSNorm and its weight (qwen3).
+    QcurNormed,
     /// `[T, n_head, head_dim]` query after RoPE.
     QcurRope,
-    /// `[T, n_head_kv, head_dim]` key projection, before RoPE.
+    /// `[T, n_head_kv, head_dim]` key projection (plus bias where the family has one), before
+    /// RoPE.
     Kcur,
+    /// `[T, n_head_kv, head_dim]` key after the per-head RMSNorm and its weight (qwen3).
+    KcurNormed,
     /// `[T, n_head_kv, head_dim]` key after RoPE.
     KcurRope,
     /// `[T, n_head_kv, head_dim]` value projection.
@@ -55,12 +61,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 22] = [
         Kind::AttnNorm,
         Kind::Qkv,
         Kind::Qcur,
+        Kind::QcurNormed,
         Kind::QcurRope,
         Kind::Kcur,
+        Kind::KcurNormed,
         Kind::KcurRope,
         Kind::Vcur,
         Kind::CacheK,
@@ -84,6 +92,33 @@ impl Kind {
         Kind::Qcur,
         Kind::QcurRope,
         Kind::Kcur,
+        Kind::KcurRope,
+        Kind::Vcur,
+        Kind::CacheK,
+        Kind::CacheV,
+        Kind::KqSoftMax,
+        Kind::KqvOut,
+        Kind::AttnOut,
+        Kind::FfnInp,
+        Kind::FfnNorm,
+        Kind::FfnGate,
+        Kind::FfnUp,
+        Kind::FfnSwiglu,
+        Kind::FfnOut,
+        Kind::LOut,
+    ];
+
+    /// The qwen2 catalogue: the llama one (its Q/K/V projections include their biases).
+    pub const QWEN2: [Kind; 18] = Kind::LLAMA;
+
+    /// The qwen3 catalogue: the llama one with the per-head normed Q and K before RoPE.
+    pub const QWEN3: [Kind; 20] = [
+        Kind::AttnNorm,
+        Kind::Qcur,
+        Kind::QcurNormed,
+        Kind::QcurRope,
+        Kind::Kcur,
+        Kind::KcurNormed,
         Kind::KcurRope,
         Kind::Vcur,
         Kind::CacheK,
@@ -125,8 +160,10 @@ impl Kind {
             Kind::AttnNorm => "attn_norm",
             Kind::Qkv => "qkv",
             Kind::Qcur => "Qcur",
+            Kind::QcurNormed => "Qcur_normed",
             Kind::QcurRope => "Qcur_rope",
             Kind::Kcur => "Kcur",
+            Kind::KcurNormed => "Kcur_normed",
             Kind::KcurRope => "Kcur_rope",
             Kind::Vcur => "Vcur",
             Kind::CacheK => "cache_k",

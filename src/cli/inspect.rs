@@ -119,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     t.add_row(vec!["architecture".to_string(), arch]);
     match &params {
         Ok(p) => {
-            let rows: [(&str, String); 12] = [
+            let rows: [(&str, String); 13] = [
                 ("n_layer", p.n_layer.to_string()),
                 ("n_embd", p.n_embd.to_string()),
                 ("n_head", p.n_head.to_string()),
@@ -131,6 +131,17 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 ("norm_eps", p.norm_eps.to_string()),
                 ("rope_freq_base", p.rope_freq_base.to_string()),
                 ("rope_dim", p.rope_dim.to_string()),
+                (
+                    "rope_scaling",
+                    format!(
+                        "{:?} factor {} attn_factor {} orig ctx {}",
+                        p.rope_scaling.kind,
+                        p.rope_scaling.factor,
+                        p.rope_scaling.attn_factor,
+                        p.rope_scaling.n_ctx_orig
+                    )
+                    .to_lowercase(),
+                ),
                 ("tied_output", p.tied_output.to_string()),
             ];
             for (k, v) in rows {

@@ -14,7 +14,7 @@ use super::reference::Config;
 use crate::gguf::presets::{self, Preset};
 use crate::llamacpp::extract::{check_model_file, extract, ExtractOptions, ExtractSummary};
 use crate::quant::GgmlType;
-use crate::reference::{reference, ReferenceError, ReferenceSummary};
+use crate::reference::{check_model, reference, ReferenceError, ReferenceSummary};
 
 /// The built-in model of `run` when none is named.
 pub const DEFAULT_PRESET: Preset = Preset::TinyLlama;
@@ -253,6 +253,8 @@ pub fn produce(
     filter: Option<&str>,
     token_ids: Option<Vec<i32>>,
 ) -> anyhow::Result<Produced> {
+    // What the reference would refuse is refused before llama.cpp runs.
+    check_model(model).context("reference")?;
     let started = Instant::now();
     let opts = ExtractOptions {
         steps: config.steps,

@@ -17,7 +17,8 @@ use crate::llamacpp::set_verbose;
 #[derive(Debug, clap::Args)]
 #[command(mut_arg("steps", |a| a.default_value("4")))]
 pub struct Args {
-    /// GGUF model file, or a preset (tiny-llama, tiny-gpt2, llama2-7b-shape) made on the fly
+    /// GGUF model file, or a preset (tiny-llama, tiny-gpt2, tiny-qwen2, tiny-qwen3,
+    /// llama2-7b-shape) made on the fly
     /// [default: tiny-llama, q8_0, seed 1]
     pub model: Option<PathBuf>,
     /// Prompt text (evaluated as one batch at step 0).

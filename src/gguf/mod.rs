@@ -5,6 +5,7 @@
 //! pairs, the tensor infos (name, n_dims, dims innermost first, type id, offset relative to the
 //! data section), padding to `general.alignment` (default 32), then the tensor data.
 
+pub mod edit;
 pub mod params;
 pub mod presets;
 pub mod reader;
@@ -13,7 +14,7 @@ pub mod writer;
 mod quantize;
 mod vocab;
 
-pub use params::{Arch, ModelParams};
+pub use params::{Arch, ModelParams, RopeScaling, RopeScalingType};
 pub use reader::{GgufError, GgufFile, MetaValue, TensorInfo, TensorView};
 pub use writer::GgufWriter;
 

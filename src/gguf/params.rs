@@ -8,6 +8,8 @@ use super::reader::{GgufError, GgufFile, MetaValue};
 pub enum Arch {
     Llama,
     Gpt2,
+    Qwen2,
+    Qwen3,
 }
 
 impl Arch {
@@ -16,6 +18,8 @@ impl Arch {
         match self {
             Arch::Llama => "llama",
             Arch::Gpt2 => "gpt2",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
         }
     }
 
@@ -23,6 +27,8 @@ impl Arch {
         match s {
             "llama" => Some(Arch::Llama),
             "gpt2" => Some(Arch::Gpt2),
+            "qwen2" => Some(Arch::Qwen2),
+            "qwen3" => Some(Arch::Qwen3),
             _ => None,
         }
     }
@@ -47,8 +53,60 @@ pub struct ModelParams {
     pub rope_freq_base: f32,
     /// Rotated dimensions per head; 0 for an architecture without RoPE (gpt2).
     pub rope_dim: usize,
+    /// RoPE scaling as the file sets it (llama.cpp's training-time `hparams`).
+    pub rope_scaling: RopeScaling,
     /// No `output.weight`: the logits use `token_embd.weight`.
     pub tied_output: bool,
+}
+
+/// `{arch}.rope.scaling.type`, as `llama_rope_scaling_type_from_string` knows it. `longrope`
+/// (per-layer long and short factor tensors) is not supported; an unknown name is an error
+/// here because llama.cpp aborts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RopeScalingType {
+    None,
+    Linear,
+    Yarn,
+}
+
+/// The RoPE scaling hyperparameters llama.cpp reads for every architecture
+/// (`llama_model_base::load_hparams`), before `llama_context` turns them into the
+/// `freq_scale`, `ext_factor` and `attn_factor` of `ggml_rope_ext` (see
+/// `reference::rope`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RopeScaling {
+    /// `rope.scaling.type` (llama.cpp's default `linear`).
+    pub kind: RopeScalingType,
+    /// `rope.scaling.factor`, else the older `rope.scale_linear`; 0 when absent, which
+    /// llama.cpp reads as no scaling (`freq_scale = 1`).
+    #[serde(serialize_with = "short_f32")]
+    pub factor: f32,
+    /// `rope.scaling.attn_factor` (default 1): multiplies every cos and sin.
+    #[serde(serialize_with = "short_f32")]
+    pub attn_factor: f32,
+    /// `rope.scaling.original_context_length`, else the training context: YaRN's
+    /// correction dimensions depend on it.
+    pub n_ctx_orig: usize,
+}
+
+impl RopeScaling {
+    /// What a file without any scaling key gets.
+    pub fn unscaled(n_ctx_train: usize) -> RopeScaling {
+        RopeScaling {
+            kind: RopeScalingType::Linear,
+            factor: 0.0,
+            attn_factor: 1.0,
+            n_ctx_orig: n_ctx_train,
+        }
+    }
+
+    /// True when RoPE is plain `pos * base^(-2i/n)` (no interpolation, no YaRN, no scale).
+    pub fn is_identity(&self) -> bool {
+        (self.kind == RopeScalingType::None || self.factor == 0.0 || self.factor == 1.0)
+            && self.kind != RopeScalingType::Yarn
+            && self.attn_factor == 1.0
+    }
 }
 
 /// An f32 as the f64 nearest its shortest decimal form, so JSON shows 1e-5 rather than the
@@ -203,27 +261,30 @@ impl ModelParams {
         }
 
         let eps_key = match arch {
-            Arch::Llama => k("attention.layer_norm_rms_epsilon"),
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => k("attention.layer_norm_rms_epsilon"),
             Arch::Gpt2 => k("attention.layer_norm_epsilon"),
         };
         let norm_eps =
             opt_f32(f, &eps_key)?.ok_or_else(|| GgufError::MissingKey(eps_key.clone()))?;
         let rope_freq_base = opt_f32(f, &k("rope.freq_base"))?.unwrap_or(10000.0);
         let rope_dim = match arch {
-            Arch::Llama => {
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {
                 let key = k("rope.dimension_count");
                 let d = opt_usize(f, &key)?.unwrap_or(head_dim);
-                // llama.cpp refuses a partial rotation for llama.
+                // llama.cpp refuses a partial rotation for llama and asserts against one in
+                // the qwen graphs.
                 if d != head_dim {
                     return Err(bad(
                         &key,
-                        format!("{d}, but llama needs it equal to the head size {head_dim}"),
+                        format!("{d}, but {name} needs it equal to the head size {head_dim}"),
                     ));
                 }
                 d
             }
             Arch::Gpt2 => 0,
         };
+
+        let rope_scaling = rope_scaling(f, &k, n_ctx_train)?;
 
         // llama.cpp's n_vocab is the token list's length; the tensor is the fallback.
         let n_vocab = match f.get("tokenizer.ggml.tokens") {
@@ -254,7 +315,71 @@ impl ModelParams {
             norm_eps,
             rope_freq_base,
             rope_dim,
+            rope_scaling,
             tied_output: !f.has_tensor("output.weight"),
         })
     }
+}
+
+/// The RoPE scaling keys, read as `llama_model_base::load_hparams` reads them.
+fn rope_scaling(
+    f: &GgufFile,
+    k: &dyn Fn(&str) -> String,
+    n_ctx_train: usize,
+) -> Result<RopeScaling, GgufError> {
+    let key_type = k("rope.scaling.type");
+    let kind = match f.get(&key_type) {
+        None => RopeScalingType::Linear,
+        Some(v) => match v.as_str() {
+            Some("none") => RopeScalingType::None,
+            Some("linear") => RopeScalingType::Linear,
+            Some("yarn") => RopeScalingType::Yarn,
+            Some("longrope") => {
+                return Err(bad(
+                    &key_type,
+                    "'longrope' (per-layer long and short RoPE factors) is not supported",
+                ))
+            }
+            Some(other) => {
+                return Err(bad(
+                    &key_type,
+                    format!(
+                        "'{other}' is not a RoPE scaling type (llama.cpp knows none, linear, yarn, \
+                         longrope, and aborts on any other)"
+                    ),
+                ))
+            }
+            None => {
+                return Err(bad(
+                    &key_type,
+                    format!("expected a string, found {} {v}", v.type_name()),
+                ))
+            }
+        },
+    };
+    let factor = match opt_f32(f, &k("rope.scaling.factor"))? {
+        Some(x) => Some((k("rope.scaling.factor"), x)),
+        None => opt_f32(f, &k("rope.scale_linear"))?.map(|x| (k("rope.scale_linear"), x)),
+    };
+    let factor = match factor {
+        Some((key, x)) if x < 0.0 => return Err(bad(&key, format!("{x} is negative"))),
+        Some((_, x)) => x,
+        None => 0.0,
+    };
+    let attn_key = k("rope.scaling.attn_factor");
+    let attn_factor = opt_f32(f, &attn_key)?.unwrap_or(1.0);
+    let orig_key = k("rope.scaling.original_context_length");
+    let n_ctx_orig = opt_usize(f, &orig_key)?.unwrap_or(n_ctx_train);
+    if kind == RopeScalingType::Yarn && n_ctx_orig == 0 {
+        return Err(bad(
+            &orig_key,
+            "YaRN needs a context length greater than zero",
+        ));
+    }
+    Ok(RopeScaling {
+        kind,
+        factor,
+        attn_factor,
+        n_ctx_orig,
+    })
 }

@@ -22,7 +22,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::params::{Arch, ModelParams};
+use super::params::{Arch, ModelParams, RopeScaling};
 use super::quantize;
 use super::reader::{GgufError, MetaValue, TensorInfo};
 use super::vocab;
@@ -37,12 +37,25 @@ pub enum Preset {
     TinyGpt2,
     /// Llama-2-7B's shapes (32 layers, 4096 wide, 32 heads, FFN 11008, vocab 32000): ~7 GB in Q8_0.
     Llama2_7bShape,
+    /// qwen2, 4 layers, 256 wide, 8 heads over 2 KV heads, Q/K/V biases, NeoX RoPE with base
+    /// 1e6, tied output, BPE vocabulary of 512 with the `qwen2` pre-tokenizer.
+    TinyQwen2,
+    /// qwen3, 4 layers, 256 wide, 8 heads of 64 (wider than 256/8, so `key_length` is written)
+    /// over 2 KV heads, per-head Q/K RMSNorm, NeoX RoPE with base 1e6, separate output, BPE
+    /// vocabulary of 512 with the `qwen2` pre-tokenizer.
+    TinyQwen3,
 }
 
-pub const ALL: [Preset; 3] = [Preset::TinyLlama, Preset::TinyGpt2, Preset::Llama2_7bShape];
+pub const ALL: [Preset; 5] = [
+    Preset::TinyLlama,
+    Preset::TinyGpt2,
+    Preset::Llama2_7bShape,
+    Preset::TinyQwen2,
+    Preset::TinyQwen3,
+];
 
 impl Preset {
-    /// `tiny-llama`, `tiny-gpt2`, `llama2-7b-shape`.
+    /// `tiny-llama`, `tiny-gpt2`, `llama2-7b-shape`, `tiny-qwen2`, `tiny-qwen3`.
     pub fn parse(s: &str) -> Result<Preset, GgufError> {
         ALL.iter()
             .copied()
@@ -60,6 +73,8 @@ impl Preset {
             Preset::TinyLlama => "tiny-llama",
             Preset::TinyGpt2 => "tiny-gpt2",
             Preset::Llama2_7bShape => "llama2-7b-shape",
+            Preset::TinyQwen2 => "tiny-qwen2",
+            Preset::TinyQwen3 => "tiny-qwen3",
         }
     }
 
@@ -79,6 +94,7 @@ impl Preset {
                 norm_eps: 1e-5,
                 rope_freq_base: 10000.0,
                 rope_dim: 32,
+                rope_scaling: RopeScaling::unscaled(256),
                 tied_output: false,
             },
             Preset::TinyGpt2 => ModelParams {
@@ -94,6 +110,7 @@ impl Preset {
                 norm_eps: 1e-5,
                 rope_freq_base: 10000.0,
                 rope_dim: 0,
+                rope_scaling: RopeScaling::unscaled(128),
                 tied_output: true,
             },
             Preset::Llama2_7bShape => ModelParams {
@@ -109,6 +126,39 @@ impl Preset {
                 norm_eps: 1e-5,
                 rope_freq_base: 10000.0,
                 rope_dim: 128,
+                rope_scaling: RopeScaling::unscaled(4096),
+                tied_output: false,
+            },
+            Preset::TinyQwen2 => ModelParams {
+                arch: Arch::Qwen2,
+                n_layer: 4,
+                n_embd: 256,
+                n_head: 8,
+                n_head_kv: 2,
+                head_dim: 32,
+                n_ff: 512,
+                n_vocab: 512,
+                n_ctx_train: 256,
+                norm_eps: 1e-6,
+                rope_freq_base: 1_000_000.0,
+                rope_dim: 32,
+                rope_scaling: RopeScaling::unscaled(256),
+                tied_output: true,
+            },
+            Preset::TinyQwen3 => ModelParams {
+                arch: Arch::Qwen3,
+                n_layer: 4,
+                n_embd: 256,
+                n_head: 8,
+                n_head_kv: 2,
+                head_dim: 64,
+                n_ff: 512,
+                n_vocab: 512,
+                n_ctx_train: 256,
+                norm_eps: 1e-6,
+                rope_freq_base: 1_000_000.0,
+                rope_dim: 64,
+                rope_scaling: RopeScaling::unscaled(256),
                 tied_output: false,
             },
         }
@@ -166,13 +216,23 @@ fn tensor_specs(p: &ModelParams) -> Vec<TensorSpec> {
     };
     t("token_embd.weight".into(), vec![e, v], true, 0.0, emb_std);
     match p.arch {
-        Arch::Llama => {
+        Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {
+            let d = p.head_dim as u64;
             for i in 0..p.n_layer {
                 let b = |s: &str| format!("blk.{i}.{s}");
                 t(b("attn_norm.weight"), vec![e], false, norm.0, norm.1);
                 t(b("attn_q.weight"), vec![e, q_dim], true, 0.0, proj(e));
                 t(b("attn_k.weight"), vec![e, kv_dim], true, 0.0, proj(e));
                 t(b("attn_v.weight"), vec![e, kv_dim], true, 0.0, proj(e));
+                if p.arch == Arch::Qwen2 {
+                    t(b("attn_q.bias"), vec![q_dim], false, bias.0, bias.1);
+                    t(b("attn_k.bias"), vec![kv_dim], false, bias.0, bias.1);
+                    t(b("attn_v.bias"), vec![kv_dim], false, bias.0, bias.1);
+                }
+                if p.arch == Arch::Qwen3 {
+                    t(b("attn_q_norm.weight"), vec![d], false, norm.0, norm.1);
+                    t(b("attn_k_norm.weight"), vec![d], false, norm.0, norm.1);
+                }
                 t(
                     b("attn_output.weight"),
                     vec![q_dim, e],
@@ -400,15 +460,21 @@ fn writer_for(
     w.add_meta(k("feed_forward_length"), u32_meta(p.n_ff))?;
     w.add_meta(k("attention.head_count"), u32_meta(p.n_head))?;
     match p.arch {
-        Arch::Llama => {
+        Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {
             w.add_meta(k("attention.head_count_kv"), u32_meta(p.n_head_kv))?;
+            if p.head_dim * p.n_head != p.n_embd {
+                w.add_meta(k("attention.key_length"), u32_meta(p.head_dim))?;
+                w.add_meta(k("attention.value_length"), u32_meta(p.head_dim))?;
+            }
             w.add_meta(k("rope.dimension_count"), u32_meta(p.rope_dim))?;
             w.add_meta(k("rope.freq_base"), MetaValue::F32(p.rope_freq_base))?;
             w.add_meta(
                 k("attention.layer_norm_rms_epsilon"),
                 MetaValue::F32(p.norm_eps),
             )?;
-            w.add_meta(k("vocab_size"), u32_meta(p.n_vocab))?;
+            if p.arch == Arch::Llama {
+                w.add_meta(k("vocab_size"), u32_meta(p.n_vocab))?;
+            }
         }
         Arch::Gpt2 => {
             w.add_meta(
@@ -420,6 +486,7 @@ fn writer_for(
     let tok = match p.arch {
         Arch::Llama => vocab::spm(p.n_vocab),
         Arch::Gpt2 => vocab::gpt2(p.n_vocab),
+        Arch::Qwen2 | Arch::Qwen3 => vocab::qwen2(p.n_vocab),
     };
     for (key, v) in tok {
         w.add_meta(key, v)?;

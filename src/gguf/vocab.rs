@@ -325,6 +325,18 @@ pub(crate) fn gpt2(n_vocab: usize) -> TokenizerMeta {
     ]
 }
 
+/// The GPT-2 vocabulary of [`gpt2`] under the `qwen2` pre-tokenizer (Qwen's split pattern:
+/// digits one by one, a letter run with one leading non-letter, newlines kept together).
+pub(crate) fn qwen2(n_vocab: usize) -> TokenizerMeta {
+    let mut meta = gpt2(n_vocab);
+    for (k, v) in &mut meta {
+        if *k == "tokenizer.ggml.pre" {
+            *v = MetaValue::Str("qwen2".into());
+        }
+    }
+    meta
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

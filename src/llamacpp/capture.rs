@@ -39,111 +39,207 @@ pub struct NodeRule {
 pub enum GraphFamily {
     Llama,
     Gpt2,
+    Qwen2,
+    Qwen3,
 }
+
+/// One per-layer checkpoint of a family's graph: the kind, the node's name with `{L}` for the
+/// layer, the op to take among the nodes of that name, the layout.
+#[derive(Debug, Clone, Copy)]
+struct Row(Kind, &'static str, &'static str, Layout);
+
+/// Where one family's checkpoints are in llama.cpp's graph (its `src/models/FAMILY.cpp`).
+struct FamilyGraph {
+    /// `inp_embd`'s node and op.
+    embd: (&'static str, &'static str),
+    /// The per-layer checkpoints in graph order, as consecutive runs of rows.
+    layer: &'static [&'static [Row]],
+    /// The op of the final norm's node (`result_norm`).
+    result_norm_op: &'static str,
+}
+
+use Layout::{CacheK as CK, CacheVTransposed as CV, Direct, SoftMax as SM};
+const D2: Layout = Direct { rank: 2 };
+const D3: Layout = Direct { rank: 3 };
+
+/// RMSNorm times its weight: the MUL of `build_norm`.
+const RMS_ATTN_NORM: &[Row] = &[Row(Kind::AttnNorm, "attn_norm-{L}", "MUL", D2)];
+
+/// `build_qkv`'s separate projections: `Qcur-L` names the projection, its bias ADD (when there
+/// is one) and the reshape to heads; the RESHAPE carries the biased values. `Qcur-L` is also
+/// the name of the ROPE.
+const QK_ROPE_V: &[Row] = &[
+    Row(Kind::Qcur, "Qcur-{L}", "RESHAPE", D3),
+    Row(Kind::QcurRope, "Qcur-{L}", "ROPE", D3),
+    Row(Kind::Kcur, "Kcur-{L}", "RESHAPE", D3),
+    Row(Kind::KcurRope, "Kcur-{L}", "ROPE", D3),
+    Row(Kind::Vcur, "Vcur-{L}", "RESHAPE", D3),
+];
+
+/// qwen3: each of Q and K RMS-normed per head (`Qcur_normed-L`, the weight's MUL) before RoPE.
+const QK_NORM_ROPE_V: &[Row] = &[
+    Row(Kind::Qcur, "Qcur-{L}", "RESHAPE", D3),
+    Row(Kind::QcurNormed, "Qcur_normed-{L}", "MUL", D3),
+    Row(Kind::QcurRope, "Qcur-{L}", "ROPE", D3),
+    Row(Kind::Kcur, "Kcur-{L}", "RESHAPE", D3),
+    Row(Kind::KcurNormed, "Kcur_normed-{L}", "MUL", D3),
+    Row(Kind::KcurRope, "Kcur-{L}", "ROPE", D3),
+    Row(Kind::Vcur, "Vcur-{L}", "RESHAPE", D3),
+];
+
+/// `build_attn` with a KV cache: the cache views after the store, the probabilities, the
+/// weighted values.
+const ATTENTION: &[Row] = &[
+    Row(Kind::CacheK, "cache_k_l{L} (view)", "VIEW", CK),
+    Row(Kind::CacheV, "cache_v_l{L} (view)", "VIEW", CV),
+    Row(Kind::KqSoftMax, "kq_soft_max-{L}", "SOFT_MAX", SM),
+    Row(Kind::KqvOut, "kqv_out-{L}", "CONT", D2),
+];
+
+/// llama names the output projection `attn_out-L`.
+const ATTN_OUT_NAMED: &[Row] = &[Row(Kind::AttnOut, "attn_out-{L}", "MUL_MAT", D2)];
+
+/// qwen2 and qwen3 leave it unnamed: the MUL_MAT whose source is the output weight.
+const ATTN_OUT_BY_WEIGHT: &[Row] = &[Row(
+    Kind::AttnOut,
+    "src:blk.{L}.attn_output.weight",
+    "MUL_MAT",
+    D2,
+)];
+
+/// The residual, the pre-norm SwiGLU FFN (`build_ffn` with `LLM_FFN_SILU, LLM_FFN_PAR`; the
+/// down projection is named `ffn_out-L`) and the second residual.
+const SWIGLU_FFN: &[Row] = &[
+    Row(Kind::FfnInp, "ffn_inp-{L}", "ADD", D2),
+    Row(Kind::FfnNorm, "ffn_norm-{L}", "MUL", D2),
+    Row(Kind::FfnGate, "ffn_gate-{L}", "MUL_MAT", D2),
+    Row(Kind::FfnUp, "ffn_up-{L}", "MUL_MAT", D2),
+    Row(Kind::FfnSwiglu, "ffn_swiglu-{L}", "GLU", D2),
+    Row(Kind::FfnOut, "ffn_out-{L}", "MUL_MAT", D2),
+    Row(Kind::LOut, "l_out-{L}", "ADD", D2),
+];
+
+/// src/models/llama.cpp.
+const LLAMA: FamilyGraph = FamilyGraph {
+    embd: ("embd", "GET_ROWS"),
+    layer: &[
+        RMS_ATTN_NORM,
+        QK_ROPE_V,
+        ATTENTION,
+        ATTN_OUT_NAMED,
+        SWIGLU_FFN,
+    ],
+    result_norm_op: "MUL",
+};
+
+/// src/models/qwen2.cpp.
+const QWEN2: FamilyGraph = FamilyGraph {
+    embd: ("embd", "GET_ROWS"),
+    layer: &[
+        RMS_ATTN_NORM,
+        QK_ROPE_V,
+        ATTENTION,
+        ATTN_OUT_BY_WEIGHT,
+        SWIGLU_FFN,
+    ],
+    result_norm_op: "MUL",
+};
+
+/// src/models/qwen3.cpp.
+const QWEN3: FamilyGraph = FamilyGraph {
+    embd: ("embd", "GET_ROWS"),
+    layer: &[
+        RMS_ATTN_NORM,
+        QK_NORM_ROPE_V,
+        ATTENTION,
+        ATTN_OUT_BY_WEIGHT,
+        SWIGLU_FFN,
+    ],
+    result_norm_op: "MUL",
+};
+
+/// src/models/gpt2.cpp: LayerNorm with bias (the ADD), Q, K and V as strided VIEWs of the fused
+/// projection, unnamed output projection plus bias (the ADD of its bias), GELU FFN with biases.
+const GPT2: FamilyGraph = FamilyGraph {
+    embd: ("inpL", "ADD"),
+    layer: &[
+        &[
+            Row(Kind::AttnNorm, "attn_norm-{L}", "ADD", D2),
+            Row(Kind::Qkv, "wqkv_b-{L}", "ADD", D2),
+            Row(Kind::Qcur, "Qcur-{L}", "VIEW", D3),
+            Row(Kind::Kcur, "Kcur-{L}", "VIEW", D3),
+            Row(Kind::Vcur, "Vcur-{L}", "VIEW", D3),
+        ],
+        ATTENTION,
+        &[
+            Row(Kind::AttnOut, "src:blk.{L}.attn_output.bias", "ADD", D2),
+            Row(Kind::FfnInp, "ffn_inp-{L}", "ADD", D2),
+            Row(Kind::FfnNorm, "ffn_norm-{L}", "ADD", D2),
+            Row(Kind::FfnUp, "ffn_up_b-{L}", "ADD", D2),
+            Row(Kind::FfnGelu, "ffn_gelu-{L}", "UNARY", D2),
+            Row(Kind::FfnOut, "ffn_out-{L}", "ADD", D2),
+            Row(Kind::LOut, "l_out-{L}", "ADD", D2),
+        ],
+    ],
+    result_norm_op: "ADD",
+};
 
 impl GraphFamily {
     pub fn from_architecture(arch: &str) -> Option<Self> {
         match arch {
             "llama" => Some(GraphFamily::Llama),
             "gpt2" => Some(GraphFamily::Gpt2),
+            "qwen2" => Some(GraphFamily::Qwen2),
+            "qwen3" => Some(GraphFamily::Qwen3),
             _ => None,
         }
     }
 
+    fn graph(self) -> &'static FamilyGraph {
+        match self {
+            GraphFamily::Llama => &LLAMA,
+            GraphFamily::Gpt2 => &GPT2,
+            GraphFamily::Qwen2 => &QWEN2,
+            GraphFamily::Qwen3 => &QWEN3,
+        }
+    }
+
+    /// The family's catalogue (`Kind::LLAMA`, `Kind::QWEN3`, ...).
     pub fn kinds(self) -> &'static [Kind] {
         match self {
             GraphFamily::Llama => &Kind::LLAMA,
             GraphFamily::Gpt2 => &Kind::GPT2,
+            GraphFamily::Qwen2 => &Kind::QWEN2,
+            GraphFamily::Qwen3 => &Kind::QWEN3,
         }
     }
-}
 
-fn layer_rule(family: GraphFamily, layer: u32, kind: Kind) -> NodeRule {
-    use Layout::*;
-    let l = layer;
-    let (node, op, layout) = match (family, kind) {
-        (_, Kind::AttnNorm) => (
-            format!("attn_norm-{l}"),
-            if family == GraphFamily::Llama {
-                "MUL"
-            } else {
-                "ADD"
-            },
-            Direct { rank: 2 },
-        ),
-        (_, Kind::Qkv) => (format!("wqkv_b-{l}"), "ADD", Direct { rank: 2 }),
-        // gpt2 slices Q, K and V out of the fused projection as strided views.
-        (GraphFamily::Gpt2, Kind::Qcur) => (format!("Qcur-{l}"), "VIEW", Direct { rank: 3 }),
-        (GraphFamily::Gpt2, Kind::Kcur) => (format!("Kcur-{l}"), "VIEW", Direct { rank: 3 }),
-        (GraphFamily::Gpt2, Kind::Vcur) => (format!("Vcur-{l}"), "VIEW", Direct { rank: 3 }),
-        (_, Kind::Qcur) => (format!("Qcur-{l}"), "RESHAPE", Direct { rank: 3 }),
-        (_, Kind::QcurRope) => (format!("Qcur-{l}"), "ROPE", Direct { rank: 3 }),
-        (_, Kind::Kcur) => (format!("Kcur-{l}"), "RESHAPE", Direct { rank: 3 }),
-        (_, Kind::KcurRope) => (format!("Kcur-{l}"), "ROPE", Direct { rank: 3 }),
-        (_, Kind::Vcur) => (format!("Vcur-{l}"), "RESHAPE", Direct { rank: 3 }),
-        (_, Kind::CacheK) => (format!("cache_k_l{l} (view)"), "VIEW", CacheK),
-        (_, Kind::CacheV) => (format!("cache_v_l{l} (view)"), "VIEW", CacheVTransposed),
-        (_, Kind::KqSoftMax) => (format!("kq_soft_max-{l}"), "SOFT_MAX", SoftMax),
-        (_, Kind::KqvOut) => (format!("kqv_out-{l}"), "CONT", Direct { rank: 2 }),
-        (GraphFamily::Llama, Kind::AttnOut) => {
-            (format!("attn_out-{l}"), "MUL_MAT", Direct { rank: 2 })
-        }
-        // llama.cpp leaves gpt2's projection-plus-bias unnamed: take the node that adds the bias.
-        (GraphFamily::Gpt2, Kind::AttnOut) => (
-            format!("src:blk.{l}.attn_output.bias"),
-            "ADD",
-            Direct { rank: 2 },
-        ),
-        (_, Kind::FfnInp) => (format!("ffn_inp-{l}"), "ADD", Direct { rank: 2 }),
-        (GraphFamily::Llama, Kind::FfnNorm) => (format!("ffn_norm-{l}"), "MUL", Direct { rank: 2 }),
-        (GraphFamily::Gpt2, Kind::FfnNorm) => (format!("ffn_norm-{l}"), "ADD", Direct { rank: 2 }),
-        (_, Kind::FfnGate) => (format!("ffn_gate-{l}"), "MUL_MAT", Direct { rank: 2 }),
-        (GraphFamily::Llama, Kind::FfnUp) => (format!("ffn_up-{l}"), "MUL_MAT", Direct { rank: 2 }),
-        (GraphFamily::Gpt2, Kind::FfnUp) => (format!("ffn_up_b-{l}"), "ADD", Direct { rank: 2 }),
-        (_, Kind::FfnSwiglu) => (format!("ffn_swiglu-{l}"), "GLU", Direct { rank: 2 }),
-        (_, Kind::FfnGelu) => (format!("ffn_gelu-{l}"), "UNARY", Direct { rank: 2 }),
-        (GraphFamily::Llama, Kind::FfnOut) => {
-            (format!("ffn_out-{l}"), "MUL_MAT", Direct { rank: 2 })
-        }
-        (GraphFamily::Gpt2, Kind::FfnOut) => (format!("ffn_out-{l}"), "ADD", Direct { rank: 2 }),
-        (_, Kind::LOut) => (format!("l_out-{l}"), "ADD", Direct { rank: 2 }),
-    };
-    NodeRule {
-        name: CheckpointName::layer(layer, kind),
-        node,
-        op,
-        layout,
+    fn rows(self) -> impl Iterator<Item = &'static Row> {
+        self.graph().layer.iter().flat_map(|run| run.iter())
     }
 }
 
 /// Every node rule of one step, in graph order (the `tokens` checkpoint is not a node).
 pub fn rules(family: GraphFamily, n_layer: u32) -> Vec<NodeRule> {
-    let mut v = vec![match family {
-        GraphFamily::Llama => NodeRule {
-            name: CheckpointName::InpEmbd,
-            node: "embd".into(),
-            op: "GET_ROWS",
-            layout: Layout::Direct { rank: 2 },
-        },
-        GraphFamily::Gpt2 => NodeRule {
-            name: CheckpointName::InpEmbd,
-            node: "inpL".into(),
-            op: "ADD",
-            layout: Layout::Direct { rank: 2 },
-        },
+    let g = family.graph();
+    let mut v = vec![NodeRule {
+        name: CheckpointName::InpEmbd,
+        node: g.embd.0.into(),
+        op: g.embd.1,
+        layout: Layout::Direct { rank: 2 },
     }];
     for layer in 0..n_layer {
-        v.extend(family.kinds().iter().map(|&k| layer_rule(family, layer, k)));
+        v.extend(family.rows().map(|&Row(kind, node, op, layout)| NodeRule {
+            name: CheckpointName::layer(layer, kind),
+            node: node.replace("{L}", &layer.to_string()),
+            op,
+            layout,
+        }));
     }
-    let norm_op = if family == GraphFamily::Llama {
-        "MUL"
-    } else {
-        "ADD"
-    };
     v.push(NodeRule {
         name: CheckpointName::ResultNorm,
         node: "result_norm".into(),
-        op: norm_op,
+        op: g.result_norm_op,
         layout: Layout::Direct { rank: 2 },
     });
     v.push(NodeRule {
@@ -231,6 +327,28 @@ pub fn take(rule: &NodeRule, captures: &[Capture], filled: usize) -> Result<Tens
                 out.extend_from_slice(&row[..filled]);
             }
             Ok(Tensor::new(vec![heads, t, filled], out))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each family's table lists exactly its catalogue, in catalogue order.
+    #[test]
+    fn tables_match_the_catalogues() {
+        for f in [
+            GraphFamily::Llama,
+            GraphFamily::Gpt2,
+            GraphFamily::Qwen2,
+            GraphFamily::Qwen3,
+        ] {
+            let kinds: Vec<Kind> = f.rows().map(|r| r.0).collect();
+            assert_eq!(kinds, f.kinds(), "{f:?}");
+            let mut sorted = kinds.clone();
+            sorted.sort();
+            assert_eq!(sorted, kinds, "{f:?}: not in catalogue order");
         }
     }
 }

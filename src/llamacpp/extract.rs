@@ -63,6 +63,16 @@ pub fn check_model_file(path: &Path) -> Result<(), ExtractError> {
     if GraphFamily::from_architecture(arch).is_none() {
         return Err(ExtractError::Architecture(arch.to_string()));
     }
+    // llama.cpp asserts (aborting the process) on a RoPE scaling type it does not know.
+    let key = format!("{arch}.rope.scaling.type");
+    if let Some(v) = file.get(&key) {
+        if !matches!(v.as_str(), Some("none" | "linear" | "yarn" | "longrope")) {
+            return Err(err(format!(
+                "metadata key '{key}' = {v} is not a RoPE scaling type llama.cpp knows \
+                 (none, linear, yarn, longrope)"
+            )));
+        }
+    }
     Ok(())
 }
 

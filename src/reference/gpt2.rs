@@ -5,6 +5,7 @@
 
 use super::numerics::Numerics;
 use super::ops::{self, Heads, KvCache, Matrix};
+use super::support::Weights;
 use super::{Forward, ReferenceError, Run, Taps};
 use crate::checkpoint::{CheckpointName, Kind};
 use crate::gguf::{GgufFile, ModelParams};
@@ -16,10 +17,10 @@ struct Norm {
 }
 
 impl Norm {
-    fn load(file: &GgufFile, prefix: &str, n: usize) -> Result<Norm, ReferenceError> {
+    fn load(w: &mut Weights<'_>, prefix: &str, n: usize) -> Result<Norm, ReferenceError> {
         Ok(Norm {
-            w: ops::vector(file, &format!("{prefix}.weight"), n)?,
-            b: ops::vector(file, &format!("{prefix}.bias"), n)?,
+            w: w.vector(&format!("{prefix}.weight"), n)?,
+            b: w.vector(&format!("{prefix}.bias"), n)?,
         })
     }
 
@@ -41,14 +42,14 @@ struct Linear<'f> {
 
 impl<'f> Linear<'f> {
     fn load(
-        file: &'f GgufFile,
+        w: &mut Weights<'f>,
         prefix: &str,
         n_in: usize,
         n_out: usize,
     ) -> Result<Self, ReferenceError> {
         Ok(Linear {
-            w: ops::matrix(file, &format!("{prefix}.weight"), n_in, n_out)?,
-            b: ops::vector(file, &format!("{prefix}.bias"), n_out)?,
+            w: w.matrix(&format!("{prefix}.weight"), n_in, n_out)?,
+            b: w.vector(&format!("{prefix}.bias"), n_out)?,
         })
     }
 
@@ -80,33 +81,37 @@ pub struct Gpt2<'f> {
 
 impl<'f> Gpt2<'f> {
     pub fn load(file: &'f GgufFile, p: &ModelParams) -> Result<Self, ReferenceError> {
+        let mut w = Weights::new(file, p.arch);
         let (e, ff, v) = (p.n_embd, p.n_ff, p.n_vocab);
         let qkv_dim = p.n_head * p.head_dim + 2 * p.n_head_kv * p.head_dim;
         let layers = (0..p.n_layer)
             .map(|i| {
                 let n = |s: &str| format!("blk.{i}.{s}");
                 Ok(Layer {
-                    attn_norm: Norm::load(file, &n("attn_norm"), e)?,
-                    qkv: Linear::load(file, &n("attn_qkv"), e, qkv_dim)?,
-                    attn_output: Linear::load(file, &n("attn_output"), p.n_head * p.head_dim, e)?,
-                    ffn_norm: Norm::load(file, &n("ffn_norm"), e)?,
-                    ffn_up: Linear::load(file, &n("ffn_up"), e, ff)?,
-                    ffn_down: Linear::load(file, &n("ffn_down"), ff, e)?,
+                    attn_norm: Norm::load(&mut w, &n("attn_norm"), e)?,
+                    qkv: Linear::load(&mut w, &n("attn_qkv"), e, qkv_dim)?,
+                    attn_output: Linear::load(&mut w, &n("attn_output"), p.n_head * p.head_dim, e)?,
+                    ffn_norm: Norm::load(&mut w, &n("ffn_norm"), e)?,
+                    ffn_up: Linear::load(&mut w, &n("ffn_up"), e, ff)?,
+                    ffn_down: Linear::load(&mut w, &n("ffn_down"), ff, e)?,
                 })
             })
             .collect::<Result<Vec<_>, ReferenceError>>()?;
-        let token_embd = ops::matrix(file, "token_embd.weight", e, v)?;
+        let token_embd = w.matrix("token_embd.weight", e, v)?;
         let output = if p.tied_output {
             token_embd
         } else {
-            ops::matrix(file, "output.weight", e, v)?
+            w.matrix("output.weight", e, v)?
         };
+        let position_embd = w.matrix("position_embd.weight", e, p.n_ctx_train)?;
+        let output_norm = Norm::load(&mut w, "output_norm", e)?;
+        w.finish()?;
         Ok(Gpt2 {
             p: p.clone(),
             token_embd,
-            position_embd: ops::matrix(file, "position_embd.weight", e, p.n_ctx_train)?,
+            position_embd,
             layers,
-            output_norm: Norm::load(file, "output_norm", e)?,
+            output_norm,
             output,
             cache: vec![KvCache::default(); p.n_layer],
         })

@@ -1,9 +1,13 @@
 //! The Rust reference forward pass: an independent producer of the same checkpoints as
 //! llama.cpp, from the same GGUF file and prompt.
 //!
-//! - [`llama`] and [`gpt2`] read top-down like the mathematics, with one tap per checkpoint at
+//! - [`llama`], [`qwen2`], [`qwen3`] and [`gpt2`] read top-down like the mathematics, with one tap per checkpoint at
 //!   the line that computes it;
-//! - [`ops`] holds the shared building blocks (streamed quantized matmul, RoPE, attention);
+//! - [`blocks`] holds the pieces the llama-style families share (Q/K/V projections, SwiGLU
+//!   FFN, embedding and output head), [`rope`] RoPE with frequency factors and scaling;
+//! - [`ops`] holds the shared building blocks (streamed quantized matmul, attention);
+//! - [`support`] refuses what the reference does not implement (tensors, metadata keys)
+//!   instead of computing another model than the file describes;
 //! - [`numerics`] holds everything that differs between the `exact` and `ggml` modes.
 //!
 //! Weights are never held as f32: every matrix row is decoded from the memory map inside the
@@ -12,11 +16,16 @@
 //! [`Fault`]s are deliberate mistakes for proving that the comparison catches them. They are
 //! off unless named explicitly, and a faulted run says so in its manifest.
 
+pub mod blocks;
 pub mod gpt2;
 mod kernels;
 pub mod llama;
 pub mod numerics;
 pub mod ops;
+pub mod qwen2;
+pub mod qwen3;
+pub mod rope;
+pub mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,7 +48,8 @@ use ops::{Heads, KvCache};
 pub enum Fault {
     /// RoPE base divided by ten (first touches `Qcur_rope`).
     RopeBase,
-    /// NeoX-style RoPE pairs `(i, i + n/2)` instead of adjacent ones (`Qcur_rope`).
+    /// The other RoPE pairing: NeoX-style pairs `(i, i + n/2)` where the family uses adjacent
+    /// ones, and adjacent ones where it uses NeoX (`Qcur_rope`).
     RopeNeox,
     /// Query head `h` reads KV head `h % n_head_kv` instead of `h / group` (`kq_soft_max`).
     GqaModulo,
@@ -54,10 +64,14 @@ pub enum Fault {
     /// K and V kept in f32 where llama.cpp's F16 cache rounds them (`cache_k`, ggml mode with
     /// an F16 cache).
     KvF32,
+    /// The Q and K biases left out (`Qcur`; families with Q/K/V biases).
+    NoQkBias,
+    /// The per-head RMSNorm of Q and K skipped (`Qcur_normed`; qwen3).
+    SkipQkNorm,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 10] = [
         Fault::RopeBase,
         Fault::RopeNeox,
         Fault::GqaModulo,
@@ -66,7 +80,21 @@ impl Fault {
         Fault::PosOffByOne,
         Fault::GateUpSwap,
         Fault::KvF32,
+        Fault::NoQkBias,
+        Fault::SkipQkNorm,
     ];
+
+    /// Whether the fault changes anything on a model of `arch` whose Q/K/V projections have
+    /// biases or not.
+    pub fn applies_to(self, arch: Arch, qkv_bias: bool) -> bool {
+        match self {
+            Fault::RopeBase | Fault::RopeNeox | Fault::PosOffByOne => arch != Arch::Gpt2,
+            Fault::GateUpSwap => arch != Arch::Gpt2,
+            Fault::NoQkBias => qkv_bias && arch != Arch::Gpt2,
+            Fault::SkipQkNorm => arch == Arch::Qwen3,
+            _ => true,
+        }
+    }
 
     /// The command-line name (`rope-base`, ...).
     pub fn name(self) -> String {
@@ -107,8 +135,11 @@ pub struct ReferenceOptions {
 pub enum ReferenceError {
     #[error("{path}: {reason}")]
     Model { path: PathBuf, reason: String },
-    #[error("architecture {0:?} is not supported by the reference (supported: llama, gpt2)")]
+    #[error("architecture {0:?} is not supported by the reference (supported: llama, qwen2, qwen3, gpt2)")]
     Architecture(String),
+    /// A tensor or metadata key the reference does not implement, named.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("tensor {name}: {reason}")]
     Tensor { name: String, reason: String },
     #[error("the prompt tokenizes to no tokens")]
@@ -179,6 +210,22 @@ impl Run {
         } else {
             1.0 / (head_dim as f32).sqrt()
         }
+    }
+
+    /// The RoPE to apply, with the RoPE faults.
+    fn rope<'r>(&self, rope: &'r rope::Rope) -> std::borrow::Cow<'r, rope::Rope> {
+        let mut r = std::borrow::Cow::Borrowed(rope);
+        if self.has(Fault::RopeBase) {
+            r.to_mut().base /= 10.0;
+        }
+        if self.has(Fault::RopeNeox) {
+            let style = match rope.style {
+                ops::RopeStyle::Normal => ops::RopeStyle::Neox,
+                ops::RopeStyle::Neox => ops::RopeStyle::Normal,
+            };
+            r.to_mut().style = style;
+        }
+        r
     }
 
     /// The KV head query head `h` reads.
@@ -297,6 +344,36 @@ pub fn producer_detail(opts: &ReferenceOptions) -> BTreeMap<String, String> {
     d
 }
 
+/// The forward pass of the file's architecture, with its weights checked (every tensor of the
+/// file is one it uses).
+fn load<'f>(
+    file: &'f GgufFile,
+    params: &ModelParams,
+) -> Result<Box<dyn Forward + 'f>, ReferenceError> {
+    Ok(match params.arch {
+        Arch::Llama => Box::new(llama::Llama::load(file, params)?),
+        Arch::Gpt2 => Box::new(gpt2::Gpt2::load(file, params)?),
+        Arch::Qwen2 => Box::new(qwen2::Qwen2::load(file, params)?),
+        Arch::Qwen3 => Box::new(qwen3::Qwen3::load(file, params)?),
+    })
+}
+
+/// Checks that the reference can evaluate `model` as llama.cpp would, without running it:
+/// the architecture, the hyperparameters, every `{arch}.*` key and every tensor.
+pub fn check_model(model: &Path) -> Result<(), ReferenceError> {
+    let file = GgufFile::open(model).map_err(|e| model_error(model, e))?;
+    let arch = file
+        .architecture()
+        .map_err(|e| model_error(model, e))?
+        .to_string();
+    if Arch::parse(&arch).is_none() {
+        return Err(ReferenceError::Architecture(arch));
+    }
+    let params = ModelParams::from_gguf(&file).map_err(|e| model_error(model, e))?;
+    support::check_keys(&file, params.arch)?;
+    load(&file, &params).map(drop)
+}
+
 /// Runs the reference on `model` and `prompt` and writes the dump folder `out`.
 pub fn reference(
     model: &Path,
@@ -319,6 +396,7 @@ pub fn reference(
         return Err(ReferenceError::Architecture(arch));
     }
     let params = ModelParams::from_gguf(&file).map_err(|e| model_error(model, e))?;
+    support::check_keys(&file, params.arch)?;
     let prompt_tokens = match &opts.token_ids {
         Some(ids) => ids.clone(),
         None => Tokenizer::from_gguf(&file)?.encode(prompt)?,
@@ -334,10 +412,7 @@ pub fn reference(
             });
         }
     }
-    let mut net: Box<dyn Forward + '_> = match params.arch {
-        Arch::Llama => Box::new(llama::Llama::load(&file, &params)?),
-        Arch::Gpt2 => Box::new(gpt2::Gpt2::load(&file, &params)?),
-    };
+    let mut net = load(&file, &params)?;
     let run = Run::new(opts.mode, opts.kv_type, opts.cpu, opts.fault);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)

@@ -16,6 +16,7 @@
 //! | RMS norm: `x*x` in f32 summed in double, `mean` and `1/sqrtf(mean+eps)` in f32 | ggml-cpu/ops.cpp `ggml_compute_forward_rms_norm_f32` |
 //! | layer norm: the mean a float division of a double sum rounded to float, the variance summed by groups of eight, `1/sqrtf(var+eps)` | ggml-cpu/ops.cpp `ggml_compute_forward_norm_f32`, vec.cpp `ggml_vec_cvar_f32` |
 //! | RoPE: `theta_scale = powf(base, -2/n_dims)`, `theta *= theta_scale` per pair in f32, `cosf`/`sinf` | ggml-cpu/ops.cpp `ggml_rope_cache_init`, `rope_yarn`, `rotate_pairs` |
+//! | RoPE frequency factors, linear scaling, YaRN (in `reference::rope`): `theta/ff`, `freq_scale*theta`, the ramp over `ggml_rope_yarn_corr_dims` in f32, the mix and `1 + 0.1*logf(1/freq_scale)` contracted to FMAs, cos and sin times `attn_factor` | ggml-cpu/ops.cpp `rope_yarn`, `rope_yarn_ramp`; ggml.c `ggml_rope_yarn_corr_dims`; llama-context.cpp (`yarn_attn_factor`) |
 //! | softmax: `x*scale` in f32, `expf(x-max)` summed in double, times `(float)(1.0/sum)` | ggml-cpu/ops.cpp `ggml_compute_forward_soft_max_f32`, vec.cpp `ggml_vec_soft_max_f32` |
 //! | F16 (BF16) KV cache: K and V rounded to f16 (bf16) on store; Q rounded likewise for K·Q and the probabilities for V·P (F16's and BF16's `vec_dot_type` are themselves) | ggml-cpu/ops.cpp `set_rows`, ggml-cpu.c `mul_mat` with F16/BF16 `src0` |
 //! | GELU through the f16 table: `x` rounded to f16, `gelu` looked up (computed in f32, rounded to f16); 0 below -10, `x` above 10 | ggml-cpu/vec.h `ggml_vec_gelu_f32` (`GGML_GELU_FP16`), ggml-cpu.c table init |

@@ -45,6 +45,12 @@ const GPT2_ONLY: &[&str] = &[GPT2];
 /// `LLAMA_VOCAB_PRE_TYPE_SMOLLM` and the others that split every digit off first.
 const DIGITS_THEN_GPT2: &[&str] = &[r"\p{N}", GPT2];
 
+/// `LLAMA_VOCAB_PRE_TYPE_QWEN2`: llama.cpp's string (contractions spelled out case by case,
+/// which its hand-written matcher `unicode_regex_split_custom_qwen2` recognizes).
+const QWEN2: &[&str] = &[
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+];
+
 /// The `tokenizer.ggml.pre` names supported, with the regular expressions llama.cpp uses for
 /// them. These are the names whose only effect on tokenization in llama.cpp is the choice of
 /// expressions (others also set flags such as `ignore_merges` or a BOS default).
@@ -58,6 +64,8 @@ const PRE_TOKENIZERS: &[(&str, &[&str])] = &[
     ("starcoder", DIGITS_THEN_GPT2),
     ("refact", DIGITS_THEN_GPT2),
     ("command-r", DIGITS_THEN_GPT2),
+    // Also sets `clean_spaces = false`, which only affects detokenization.
+    ("qwen2", QWEN2),
 ];
 
 /// The supported pre-tokenizer names, for error messages.

@@ -27,13 +27,14 @@
 //!   pre-tokenizers with the expressions llama.cpp uses for the file's `tokenizer.ggml.pre`,
 //!   then `ByteLevel`). Pre-tokenizers: `default` (also when the key is absent, as llama.cpp
 //!   does), `gpt-2`, `phi-2`, `mpt`, `olmo` (GPT-2's pattern), `smollm`, `starcoder`,
-//!   `refact`, `command-r` (every digit apart, then GPT-2's pattern); `gpt2` is not a
+//!   `refact`, `command-r` (every digit apart, then GPT-2's pattern), `qwen2` (Qwen's
+//!   pattern, which llama.cpp runs through `unicode_regex_split_custom_qwen2`); `gpt2` is not a
 //!   pre-tokenizer name, llama.cpp refuses it too. GPT-2's pattern runs as a real regex here
 //!   where llama.cpp has a hand-written matcher over its own Unicode tables: a code point whose
 //!   category differs between those tables and the `regex` crate's would split differently.
 //!
 //! Not supported (a [`TokenizerError`] names the problem): other tokenizer models (`bert`,
-//! `t5`, `rwkv`, ...), other pre-tokenizers (llama3, qwen2, ... have their own patterns and
+//! `t5`, `rwkv`, ...), other pre-tokenizers (llama3, deepseek, ... have their own patterns and
 //! flags), BPE merges whose sides or result are not tokens, and an SPM byte with neither a
 //! `<0xXX>` nor a one-character token (where llama.cpp throws). Not mirrored: the attributes
 //! llama.cpp sets by name at load (control-looking names such as `<|im_end|>` promoted to
