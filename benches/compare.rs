@@ -62,7 +62,7 @@ fn main() {
         let verbose = report::terminal::render(&c, true);
         report::markdown::write(&c, &out.join("bench.md")).unwrap();
         let json = report::json::render(&c);
-        let junit = report::junit::render(&c);
+        let junit = report::junit::render(&c).expect("JUnit serialises");
         let t2 = Instant::now();
         let total = (t2 - t0).as_secs_f64() * 1e3;
         println!(

@@ -15,4 +15,5 @@ pub mod llamacpp;
 pub mod quant;
 pub mod reference;
 pub mod report;
+pub mod staging;
 pub mod tokenizer;

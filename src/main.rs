@@ -1,11 +1,13 @@
 //! The `llorch-diff` command: parse arguments, run one command, map the outcome to an exit code.
 //!
-//! Exit codes: 0 everything passed, 1 a checkpoint failed, 2 usage or input error.
+//! Exit codes: 0 everything passed, 1 a checkpoint failed, 2 usage or input error, 130 / 143
+//! interrupted by SIGINT / SIGTERM (the partial output removed).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use llorch_diff::cli::{self, Cli, Outcome};
+use llorch_diff::staging;
 
 fn main() -> ExitCode {
     // A panic is a bug, but the user still gets one line and the input-error code, not a trace.
@@ -37,7 +39,17 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match std::panic::catch_unwind(|| cli::dispatch(parsed)) {
+    if let Err(e) = staging::install() {
+        eprintln!("error: installing the SIGINT/SIGTERM handler: {e}");
+        return ExitCode::from(2);
+    }
+    let result = std::panic::catch_unwind(|| cli::dispatch(parsed));
+    if let Some(signal) = staging::interrupted() {
+        // The signal thread said so on stderr; whatever the run returned is moot.
+        staging::remove_live();
+        return ExitCode::from(staging::exit_code(signal) as u8);
+    }
+    match result {
         Ok(Ok(Outcome::Pass)) => ExitCode::SUCCESS,
         Ok(Ok(Outcome::Fail)) => ExitCode::from(1),
         Ok(Err(e)) => {

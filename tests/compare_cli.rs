@@ -168,13 +168,64 @@ fn perturbed_checkpoint_is_the_first_divergence() {
 
     // JUnit: one testcase per checkpoint plus the run's, failures carry the metric message.
     let x = std::fs::read_to_string(&junit).unwrap();
-    assert_eq!(x.matches("<testcase ").count(), results.len() + 1);
-    assert!(
-        x.contains(r#"<testcase classname="llorch-diff.step1" name="blk.2.ffn_out">"#),
+    let cases = junit_cases(&x);
+    assert_eq!(cases.len(), results.len() + 1, "{x}");
+    let failing: Vec<&(String, String, Option<JunitNonSuccess>)> =
+        cases.iter().filter(|c| c.2.is_some()).collect();
+    assert_eq!(
+        failing.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
+        ["blk.2.ffn_out", "blk.2.l_out", "blk.3.l_out"],
         "{x}"
     );
-    assert!(x.contains(r#"<failure type="FAIL" message="nmse "#), "{x}");
-    assert_eq!(x.matches("<failure ").count(), 3);
+    let (class, _, f) = failing[0];
+    assert_eq!(class, "llorch-diff.step1");
+    let f = f.as_ref().unwrap();
+    assert_eq!((f.error, f.ty.as_str()), (false, "FAIL"));
+    assert!(f.message.starts_with("nmse "), "{}", f.message);
+    assert!(f.text.contains("step 1 blk.2.ffn_out"), "{}", f.text);
+}
+
+/// A testcase that did not pass, as read back from JUnit XML.
+#[derive(Debug)]
+struct JunitNonSuccess {
+    error: bool,
+    ty: String,
+    message: String,
+    text: String,
+}
+
+/// Every testcase of a JUnit report, parsed: classname, name, and how it did not pass.
+fn junit_cases(xml: &str) -> Vec<(String, String, Option<JunitNonSuccess>)> {
+    use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
+    let report = Report::deserialize_from_str(xml).expect("well-formed JUnit XML");
+    let s = |x: &Option<quick_junit::XmlString>| {
+        x.as_ref()
+            .map(|x| x.as_str().to_string())
+            .unwrap_or_default()
+    };
+    report
+        .test_suites
+        .iter()
+        .flat_map(|suite| &suite.test_cases)
+        .map(|c| {
+            let bad = match &c.status {
+                TestCaseStatus::NonSuccess {
+                    kind,
+                    message,
+                    ty,
+                    description,
+                    ..
+                } => Some(JunitNonSuccess {
+                    error: *kind == NonSuccessKind::Error,
+                    ty: s(ty),
+                    message: s(message),
+                    text: s(description),
+                }),
+                _ => None,
+            };
+            (s(&c.classname), c.name.as_str().to_string(), bad)
+        })
+        .collect()
 }
 
 #[test]
@@ -280,8 +331,19 @@ fn broken_files_are_errors_and_nan_fails() {
         "{out}"
     );
     let x = std::fs::read_to_string(junit).unwrap();
-    assert_eq!(x.matches("<error type=\"ERROR\"").count(), 2, "{x}");
-    assert!(x.contains("non-finite values"));
+    let (errors, failures): (Vec<JunitNonSuccess>, Vec<JunitNonSuccess>) = junit_cases(&x)
+        .into_iter()
+        .filter_map(|c| c.2)
+        .partition(|f| f.error);
+    assert_eq!(errors.len(), 2, "{x}");
+    assert!(errors.iter().all(|f| f.ty == "ERROR"), "{errors:?}");
+    // The NaN is a failure, named in its message.
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.ty == "FAIL" && f.message.contains("non-finite values")),
+        "{failures:?}"
+    );
 }
 
 #[test]

@@ -225,7 +225,7 @@ fn renderers_put_the_first_divergence_first() {
     assert!(md.find("## First divergence").unwrap() < md.find("## Environment").unwrap());
     let json = report::json::render(&c);
     assert!(json.find("\"first_divergence\"").unwrap() < json.find("\"results\"").unwrap());
-    let junit = report::junit::render(&c);
+    let junit = report::junit::render(&c).unwrap();
     assert!(junit.find("first_divergence").unwrap() < junit.find("name=\"step0\"").unwrap());
     let svg = report::heatmap::render(&c);
     assert_eq!(

@@ -1,5 +1,6 @@
 //! A folder of `.npy` files written by real numpy compares against the `.bin` folder it was made
-//! from. numpy must be installed (`pip install numpy`; scripts/test.sh installs it).
+//! from. numpy comes from the project's Python environment, `.venv` (scripts/python-env.sh makes
+//! it; scripts/test.sh runs that).
 
 mod compare_common;
 
@@ -9,18 +10,27 @@ use compare_common::{manifest, pair, perturb, scratch, write_folder, Edit, Spec}
 use llorch_diff::checkpoint::catalogue::CheckpointName;
 use llorch_diff::checkpoint::Kind;
 
+/// The project's Python (`.venv`), where scripts/python-env.sh installs numpy.
+fn python() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3")
+}
+
 fn require_numpy() {
-    let ok = Command::new("python3")
+    let ok = Command::new(python())
         .args(["-c", "import numpy"])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok, "this test needs python3 with numpy: run `pip install numpy` (scripts/test.sh and .ci/run do)");
+    assert!(
+        ok,
+        "this test needs the project's Python environment with numpy: run scripts/python-env.sh \
+         (scripts/test.sh does)"
+    );
 }
 
 fn numpy_copy(src: &std::path::Path, dst: &std::path::Path) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/write_npy.py");
-    let o = Command::new("python3")
+    let o = Command::new(python())
         .arg(script)
         .arg(src)
         .arg(dst)

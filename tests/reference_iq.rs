@@ -2,7 +2,8 @@
 //! (make-model's path: ggml's own quantizer): ggml mode bit-identical with weight repacking off
 //! (llama.cpp repacks IQ4_NL and MXFP4 otherwise), for a one-batch prompt of four tokens
 //! (vec_dot, and llamafile's tinyBLAS_Q0 for IQ4_NL) and one-token decode steps; exact mode
-//! within its gates.
+//! within its gates. The types ggml's tiled GEMM takes also for a prompt of 25 tokens and more
+//! (the tiled GEMM from eight activation rows on), with llama.cpp's default CPU configuration.
 
 mod common;
 
@@ -88,5 +89,59 @@ fn new_types_agree_with_llama_cpp() {
                 assert_eq!(same, total, "{ty}: ggml mode not bit-identical");
             }
         }
+    }
+}
+
+/// The I-quants of ggml's tiled GEMM (`ggml_tiled_supported`) on a prompt long enough for it:
+/// every checkpoint bit-identical in ggml mode.
+#[test]
+fn tiled_i_quants_agree_with_llama_cpp_on_a_long_prompt() {
+    const TILED: [GgmlType; 8] = [IQ4XS, IQ2XXS, IQ2XS, IQ2S, IQ3XXS, IQ3S, IQ1S, IQ1M];
+    const PROMPT: &str = "The quick brown fox jumps over the lazy dog near the river bank.";
+    set_verbose(false);
+    let dir = common::scratch("ref_iq_tiled");
+    let steps = 2;
+    for ty in TILED {
+        let model = dir.join(format!("tiny-llama-{ty}.gguf"));
+        write_preset(Preset::TinyLlama, ty, 1, &model).unwrap();
+        let ex_dir = dir.join(format!("ex-{ty}"));
+        let opts = ExtractOptions {
+            steps,
+            kv_type: KvType::F16,
+            threads: 2,
+            repack: true,
+            filter: None,
+        };
+        let ex = extract(&model, PROMPT, &ex_dir, &opts).unwrap();
+        assert!(
+            ex.prompt_tokens.len() >= 25,
+            "{ty}: {}",
+            ex.prompt_tokens.len()
+        );
+        let ref_dir = dir.join(format!("ref-{ty}"));
+        let r = reference(
+            &model,
+            PROMPT,
+            &ref_dir,
+            &ReferenceOptions {
+                mode: Mode::Ggml,
+                steps,
+                kv_type: KvType::F16,
+                cpu: CpuConfig::from_env(true),
+                threads: 0,
+                filter: None,
+                fault: None,
+                token_ids: None,
+                decode_tokens: Some(ex.generated_tokens.clone()),
+            },
+        )
+        .unwrap();
+        assert_eq!(r.prompt_tokens, ex.prompt_tokens, "{ty}: tokenization");
+        let (same, total) = identical(&ex_dir, &ref_dir);
+        println!(
+            "{ty}: {} prompt tokens + {steps} steps, {same}/{total} checkpoints bit-identical",
+            ex.prompt_tokens.len()
+        );
+        assert_eq!(same, total, "{ty}: ggml mode not bit-identical");
     }
 }

@@ -13,6 +13,7 @@ use llorch_diff::compare::{compare_folders, Comparison, Tolerances};
 use llorch_diff::cpu_config::CpuConfig;
 use llorch_diff::gguf::presets::{write_preset, Preset};
 use llorch_diff::llamacpp::extract::{extract, ExtractOptions, ExtractSummary};
+use llorch_diff::llamacpp::quantize::{quantize_model, FileType};
 use llorch_diff::llamacpp::{set_verbose, KvType};
 use llorch_diff::quant::GgmlType;
 use llorch_diff::reference::{reference, Fault, Mode, ReferenceOptions};
@@ -183,16 +184,15 @@ fn first_touched(f: Fault) -> (u32, &'static str) {
     }
 }
 
-#[test]
-fn every_fault_is_caught_at_the_first_checkpoint_it_touches() {
-    let model = common::smollm2();
-    let dir = common::scratch("ref_faults");
+/// Runs every fault on `model` with `prompt` (KV f16, 2 steps) and checks that each is caught at
+/// the first checkpoint it touches while the unfaulted reference passes.
+fn faults_are_caught(model: &Path, prompt: &str, dir: &Path) {
     // An F16 cache, so that keeping K and V in f32 is a fault at all.
-    let ex = llama_cpp(&model, "Hello world", KvType::F16, 2, &dir.join("ex"));
+    let ex = llama_cpp(model, prompt, KvType::F16, 2, &dir.join("ex"));
     let clean = dir.join("clean");
     reference(
-        &model,
-        "Hello world",
+        model,
+        prompt,
         &clean,
         &ref_opts(Mode::Ggml, KvType::F16, 2, &ex),
     )
@@ -208,7 +208,7 @@ fn every_fault_is_caught_at_the_first_checkpoint_it_touches() {
         let out = dir.join(fault.name());
         let mut opts = ref_opts(Mode::Ggml, KvType::F16, 2, &ex);
         opts.fault = Some(fault);
-        reference(&model, "Hello world", &out, &opts).unwrap();
+        reference(model, prompt, &out, &opts).unwrap();
         let manifest = DumpFolder::open(&out).unwrap().manifest.unwrap();
         assert_eq!(
             manifest.producer_detail.get("fault"),
@@ -233,6 +233,31 @@ fn every_fault_is_caught_at_the_first_checkpoint_it_touches() {
             d.reason
         );
     }
+}
+
+#[test]
+fn every_fault_is_caught_at_the_first_checkpoint_it_touches() {
+    let dir = common::scratch("ref_faults");
+    faults_are_caught(&common::smollm2(), "Hello world", &dir);
+}
+
+/// The same on what users download: SmolLM2 re-quantized to Q4_K_M by llama.cpp (Q4_K weights
+/// repacked, Q6_K through the tiled GEMM, Q5_0 and Q8_0 through tinyBLAS_Q0) and a prompt long
+/// enough for every kernel.
+#[test]
+fn every_fault_is_caught_on_q4_k_m_with_a_long_prompt() {
+    let dir = common::scratch("ref_faults_q4km");
+    let model = dir.join("q4km.gguf");
+    quantize_model(
+        &common::smollm2(),
+        &model,
+        FileType::parse("Q4_K_M").unwrap(),
+        2,
+    )
+    .unwrap();
+    let prompt = "In the quiet village by the river, the old clockmaker repaired watches for \
+                  farmers, teachers and travelers who passed through on their way to the coast.";
+    faults_are_caught(&model, prompt, &dir);
 }
 
 #[test]

@@ -14,7 +14,16 @@ struct Out {
 }
 
 fn llorch(args: &[&str]) -> Out {
-    let o = Command::new(common::bin()).args(args).output().unwrap();
+    llorch_env(args, &[])
+}
+
+fn llorch_env(args: &[&str], env: &[(&str, &Path)]) -> Out {
+    let mut c = Command::new(common::bin());
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
     Out {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -382,4 +391,170 @@ fn gate_without_a_complete_baseline_is_an_input_error() {
     println!("{}", o.stderr.trim_end());
 
     assert!(!work.exists(), "no work folder for an input error");
+}
+
+/// Copies a committed baseline into `dir` with one stored float of step 1, blk.2.ffn_up moved.
+fn perturbed_copy(name: &str, dir: &Path) -> PathBuf {
+    let b = dir.join(name);
+    copy_tree(&baseline(name), &b);
+    let file = b.join("llama.cpp/step1/blk.2.ffn_up.bin");
+    let mut bytes = fs::read(&file).unwrap();
+    let n_dims = i32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    let at = 4 + 8 * n_dims + 4 * 7;
+    let x = f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    bytes[at..at + 4].copy_from_slice(&(x + 0.25).to_le_bytes());
+    fs::write(&file, &bytes).unwrap();
+    b
+}
+
+/// The lines after `== summary ==`.
+fn summary_lines(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .skip_while(|l| *l != "== summary ==")
+        .skip(1)
+        .collect()
+}
+
+#[test]
+fn gate_several_baselines_one_summary_line_each_and_the_worst_exit_code() {
+    let dir = common::scratch("gate_several");
+    let good = baseline("tiny-llama-q8_0");
+    let bad = perturbed_copy("tiny-gpt2-q8_0", &dir);
+    let summary = dir.join("step-summary.md");
+    fs::write(&summary, "earlier step\n").unwrap();
+    let work = dir.join("work");
+    // The flag and the positional form mixed.
+    let o = llorch_env(
+        &["gate", "--baseline", s(&good), s(&bad), "--out", s(&work)],
+        &[("GITHUB_STEP_SUMMARY", &summary)],
+    );
+    assert_eq!(o.code, 1, "{}\n{}", o.stdout, o.stderr);
+    let lines = summary_lines(&o.stdout);
+    assert_eq!(lines.len(), 3, "{}", o.stdout);
+    assert!(
+        lines[0].starts_with(&format!("gate {}: PASS", good.display())),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with(&format!("gate {}: FAIL", bad.display()))
+            && lines[1].contains("step 1, blk.2.ffn_up"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(
+        lines[2],
+        "gate: 2 baselines: 1 passed, 1 failed, 0 could not be judged"
+    );
+    // Each baseline's fresh dumps in its own folder under --out.
+    for name in ["tiny-llama-q8_0", "tiny-gpt2-q8_0"] {
+        assert!(work.join(name).join("llama.cpp/manifest.json").is_file());
+    }
+
+    // The job summary: appended to, a section per baseline, then the total.
+    let md = fs::read_to_string(&summary).unwrap();
+    assert!(md.starts_with("earlier step\n"), "{md}");
+    let a = md
+        .find(&format!("## llorch-diff gate {}", good.display()))
+        .expect("the first baseline's section");
+    let b = md
+        .find(&format!("## llorch-diff gate {}", bad.display()))
+        .expect("the second baseline's section");
+    let total = md.find("## llorch-diff gate: summary").expect("the total");
+    assert!(a < b && b < total, "{md}");
+    assert!(md[a..b].contains("**PASS"), "{}", &md[a..b]);
+    assert!(
+        md[b..total].contains("**FAIL") && md[b..total].contains("| 1 | blk.2 |"),
+        "{}",
+        &md[b..total]
+    );
+    assert!(
+        md.contains("**gate: 2 baselines: 1 passed, 1 failed, 0 could not be judged**"),
+        "{md}"
+    );
+}
+
+#[test]
+fn gate_several_baselines_with_one_missing_exits_2_after_judging_the_others() {
+    let dir = common::scratch("gate_several_missing");
+    let good = baseline("tiny-gpt2-q8_0");
+    let missing = dir.join("no-such-baseline");
+    let o = llorch(&["gate", s(&good), s(&missing), "--out", s(&dir.join("work"))]);
+    assert_eq!(o.code, 2, "{}\n{}", o.stdout, o.stderr);
+    let lines = summary_lines(&o.stdout);
+    assert_eq!(lines.len(), 3, "{}", o.stdout);
+    assert!(lines[0].contains(": PASS"), "{}", lines[0]);
+    assert!(
+        lines[1].starts_with(&format!("gate {}: ERROR: ", missing.display())),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(
+        lines[2],
+        "gate: 2 baselines: 1 passed, 0 failed, 1 could not be judged"
+    );
+    assert!(
+        o.stderr.contains("1 of 2 baselines could not be judged"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn gate_without_a_baseline_is_a_usage_error() {
+    let o = llorch(&["gate"]);
+    assert_one_line_exit_2(&o, "name a baseline folder");
+}
+
+#[test]
+fn run_and_compare_append_their_verdict_to_the_step_summary() {
+    let dir = common::scratch("step_summary");
+    let summary = dir.join("summary.md");
+    let out = dir.join("out");
+    let env = [("GITHUB_STEP_SUMMARY", summary.as_path())];
+    let o = llorch_env(
+        &["run", "--out", s(&out), "--report", s(&dir.join("r.md"))],
+        &env,
+    );
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    let md = fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.starts_with("### llorch-diff run tiny-llama-q8_0-seed1.gguf"),
+        "{md}"
+    );
+    assert!(md.contains("**PASS: 380 checkpoints"), "{md}");
+    assert!(md.contains("| 4 | result_output | 1/1 |"), "{md}");
+
+    // compare with a fault: the second section says FAIL and names the first divergence.
+    let faulty = dir.join("faulty");
+    let o = llorch(&[
+        "reference",
+        s(&out.join("model/tiny-llama-q8_0-seed1.gguf")),
+        "Hello",
+        "--steps",
+        "4",
+        "--out",
+        s(&faulty),
+        "--inject-fault",
+        "gqa-modulo",
+    ]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    let o = llorch_env(&["compare", s(&out.join("llama.cpp")), s(&faulty)], &env);
+    assert_eq!(o.code, 1, "{}\n{}", o.stdout, o.stderr);
+    let md2 = fs::read_to_string(&summary).unwrap();
+    assert!(md2.starts_with(&md), "the run's section was not kept");
+    let added = &md2[md.len()..];
+    assert!(added.starts_with("### llorch-diff compare "), "{added}");
+    assert!(added.contains("**FAIL"), "{added}");
+    assert!(added.contains("FIRST DIVERGENCE: step 0"), "{added}");
+
+    // Unset: nothing is written.
+    let o = llorch(&[
+        "compare",
+        s(&out.join("llama.cpp")),
+        s(&out.join("reference")),
+    ]);
+    assert_eq!(o.code, 0);
+    assert_eq!(fs::read_to_string(&summary).unwrap(), md2);
 }

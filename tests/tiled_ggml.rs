@@ -1,6 +1,6 @@
-//! The reference's weight matmuls for K-quant weights against one real MUL_MAT of ggml's CPU
-//! backend, bit for bit: vec_dot below eight activation rows, the tiled GEMM from eight on
-//! (ggml-cpu/tiled), weights not repacked.
+//! The reference's weight matmuls for K-quant and I-quant weights against one real MUL_MAT of
+//! ggml's CPU backend, bit for bit: vec_dot below eight activation rows, the tiled GEMM from
+//! eight on (ggml-cpu/tiled), weights not repacked.
 //!
 //! `cargo test --release --test tiled_ggml -- --nocapture` prints how much was checked.
 
@@ -14,6 +14,9 @@ use llorch_diff::reference::{Mode, Numerics};
 use GgmlType::*;
 
 const K_QUANTS: [GgmlType; 5] = [Q2K, Q3K, Q4K, Q5K, Q6K];
+
+/// The I-quants ggml's tiled GEMM takes (`ggml_tiled_supported`).
+const I_QUANTS: [GgmlType; 8] = [IQ4XS, IQ2XXS, IQ2XS, IQ2S, IQ3XXS, IQ3S, IQ1S, IQ1M];
 
 /// splitmix64: deterministic, dependency-free randomness.
 struct Rng(u64);
@@ -45,6 +48,7 @@ fn scale_offsets(ty: GgmlType) -> &'static [usize] {
         Q2K => &[80, 82],
         Q3K => &[108],
         Q6K => &[208],
+        IQ4XS | IQ2XXS | IQ2XS | IQ2S | IQ3XXS | IQ3S | IQ1S => &[0],
         _ => &[],
     }
 }
@@ -65,7 +69,15 @@ fn realistic_weights(rng: &mut Rng, ty: GgmlType, n_in: usize, n_out: usize) -> 
                 }
             })
             .collect();
-        out.extend(ggml::quantize_ref(ty, &row).expect("ggml quantizes K-quant rows"));
+        if I_QUANTS.contains(&ty) {
+            // As make-model writes them: ggml_quantize_chunk, with an all-ones importance
+            // matrix where ggml requires one.
+            let ones = vec![1f32; n_in];
+            let imatrix = ggml::quantize_requires_imatrix(ty).then_some(ones.as_slice());
+            out.extend(ggml::quantize_chunk(ty, &row, n_in, imatrix).expect("ggml quantizes"));
+        } else {
+            out.extend(ggml::quantize_ref(ty, &row).expect("ggml quantizes K-quant rows"));
+        }
     }
     out
 }
@@ -78,6 +90,14 @@ fn random_weights(rng: &mut Rng, ty: GgmlType, n_in: usize, n_out: usize) -> Vec
             // sign, exponent 2^-14..2^-7, random mantissa
             let bits = (rng.next_u64() as u16 & 0x83FF) | ((1 + rng.next_u64() as u16 % 8) << 10);
             block[at..at + 2].copy_from_slice(&bits.to_le_bytes());
+        }
+        if ty == IQ1M {
+            // The fp16 scale is the top nibbles of the four u16 at 48..56, lowest first.
+            let bits = (rng.next_u64() as u16 & 0x83FF) | ((1 + rng.next_u64() as u16 % 8) << 10);
+            for k in 0..4 {
+                let at = 48 + 2 * k + 1;
+                block[at] = (block[at] & 0x0F) | ((((bits >> (4 * k)) & 0xF) as u8) << 4);
+            }
         }
     }
     w
@@ -204,12 +224,44 @@ fn k_quant_matmuls_match_ggml_bit_for_bit() {
     println!("{cases} matmuls ({tiled_cases} through the tiled GEMM) identical to ggml");
 }
 
+/// Every I-quant the tiled GEMM takes, weights from ggml's own quantizer, activation row counts
+/// on both sides of eight, one and two threads: identical bits.
+#[test]
+fn i_quant_matmuls_match_ggml_bit_for_bit() {
+    let num = numerics();
+    let cpu = num.cpu();
+    let mut rng = Rng(0x1A0A_7000);
+    let mut cases = 0;
+    let mut tiled_cases = 0;
+    for ty in I_QUANTS {
+        for (n_in, n_out) in [(256, 24), (512, 37), (1536, 19)] {
+            let w = realistic_weights(&mut rng, ty, n_in, n_out);
+            for t in [1, 7, 8, 9, 16, 33] {
+                let kernel = num.weight_kernel(ty, n_in, n_out, t, 0);
+                let tiled = cpu.tiled_mm && (t >= 8 || cpu.tiled_mm_force);
+                if tiled {
+                    assert_eq!(kernel, WeightKernel::Tiled, "{ty} t={t}");
+                } else {
+                    assert_ne!(kernel, WeightKernel::Tiled, "{ty} t={t}");
+                }
+                let x = activations(&mut rng, n_in, t);
+                for threads in [1, 2] {
+                    check_case(&num, ty, &w, n_in, n_out, &x, t, threads, "quantized");
+                    cases += 1;
+                    tiled_cases += usize::from(tiled);
+                }
+            }
+        }
+    }
+    println!("{cases} matmuls ({tiled_cases} through the tiled GEMM) identical to ggml");
+}
+
 /// Raw random weight bytes (any codes, scales and mins; finite fp16 fields), tiled sizes.
 #[test]
 fn random_byte_weights_match_ggml_bit_for_bit() {
     let num = numerics();
     let mut rng = Rng(0xB17E_5000);
-    for ty in K_QUANTS {
+    for ty in K_QUANTS.into_iter().chain(I_QUANTS) {
         for (n_in, n_out, t) in [(256, 16, 8), (768, 37, 17), (1024, 40, 40)] {
             let w = random_weights(&mut rng, ty, n_in, n_out);
             let x = activations(&mut rng, n_in, t);
@@ -230,7 +282,7 @@ fn tiled_differs_from_vec_dot_and_portable_copy_matches() {
     }
     let mut rng = Rng(0xD1FF_0000);
     let (n_in, n_out, t) = (1536, 37, 16);
-    for ty in K_QUANTS {
+    for ty in K_QUANTS.into_iter().chain(I_QUANTS) {
         let w = realistic_weights(&mut rng, ty, n_in, n_out);
         let x = activations(&mut rng, n_in, t);
         let theirs = ggml::mul_mat(ty, &w, n_in, n_out, &x, t, 1, false).unwrap();
@@ -268,6 +320,8 @@ fn rejects_bad_input() {
     assert!(quant::tiled::dot(Q4K, &w, &a[1..], 256).is_err());
     assert!(quant::tiled::dot(Q4K, &w, &a, 255).is_err());
     assert!(quant::tiled::dot(Q8_0, &w, &a, 256).is_err());
+    assert!(quant::tiled::dot(IQ4NL, &w, &a, 256).is_err());
+    assert!(quant::tiled::dot(TQ2_0, &w, &a, 256).is_err());
     let mut out = [0f32; 2];
     assert!(quant::tiled::dot_rows(Q4K, &w, &[&a[..]], 256, &mut out).is_err());
 }

@@ -41,11 +41,15 @@ impl DumpWriter {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         fs::create_dir_all(parent).map_err(|e| DumpError::io(parent, e))?;
-        let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        let staging = crate::staging::staging_path(parent, &name);
         if staging.exists() {
             fs::remove_dir_all(&staging).map_err(|e| DumpError::io(&staging, e))?;
         }
-        fs::create_dir_all(&staging).map_err(|e| DumpError::io(&staging, e))?;
+        crate::staging::register(&staging);
+        if let Err(e) = fs::create_dir_all(&staging) {
+            crate::staging::unregister(&staging);
+            return Err(DumpError::io(&staging, e));
+        }
         Ok(DumpWriter {
             target: target.to_path_buf(),
             staging,
@@ -53,7 +57,9 @@ impl DumpWriter {
         })
     }
 
+    /// Adds one checkpoint; fails once the run was interrupted by a signal.
     pub fn add(&mut self, step: u32, name: &CheckpointName, t: &Tensor) -> Result<(), DumpError> {
+        crate::staging::check().map_err(|e| DumpError::io(&self.staging, e))?;
         let file = relative_file(step, name);
         write_dump(&self.staging.join(&file), t)?;
         self.manifest.checkpoints.push(Entry {
@@ -75,6 +81,7 @@ impl DumpWriter {
             fs::remove_dir_all(&self.target).map_err(|e| DumpError::io(&self.target, e))?;
         }
         fs::rename(&self.staging, &self.target).map_err(|e| DumpError::io(&self.target, e))?;
+        crate::staging::unregister(&self.staging);
         Ok(self.target.clone())
     }
 }
@@ -83,6 +90,7 @@ impl Drop for DumpWriter {
     fn drop(&mut self) {
         // Only present if finish() was not reached.
         let _ = fs::remove_dir_all(&self.staging);
+        crate::staging::unregister(&self.staging);
     }
 }
 

@@ -66,6 +66,7 @@ pub fn tolerances(
 /// Writes the requested report files; the terminal table goes to stdout unless JSON does.
 pub fn emit(
     c: &Comparison,
+    title: &str,
     verbose: bool,
     report_md: Option<&Path>,
     json: Option<&Path>,
@@ -96,10 +97,21 @@ pub fn emit(
             eprintln!("wrote {}", j.display());
         }
     }
+    step_summary(&report::markdown::summary(c, title))?;
     if let Some(x) = junit {
-        write_atomic(x, report::junit::render(c).as_bytes())
-            .with_context(|| format!("writing {}", x.display()))?;
+        let xml = report::junit::render(c).context("rendering the JUnit report")?;
+        write_atomic(x, xml.as_bytes()).with_context(|| format!("writing {}", x.display()))?;
         eprintln!("wrote {}", x.display());
+    }
+    Ok(())
+}
+
+/// Appends `markdown` to the GitHub Actions job summary when `$GITHUB_STEP_SUMMARY` is set.
+pub fn step_summary(markdown: &str) -> anyhow::Result<()> {
+    if let Some(p) = report::append_step_summary(markdown)
+        .with_context(|| format!("appending to the job summary ${}", report::STEP_SUMMARY_ENV))?
+    {
+        eprintln!("appended the verdict to {}", p.display());
     }
     Ok(())
 }
@@ -116,8 +128,14 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let b = DumpFolder::open(&args.candidate)
         .with_context(|| format!("opening the candidate folder {}", args.candidate.display()))?;
     let c = compare::compare_folders(&a, &b, &tol)?;
+    let title = format!(
+        "llorch-diff compare {} {}",
+        args.expected.display(),
+        args.candidate.display()
+    );
     emit(
         &c,
+        &title,
         args.verbose,
         args.report.as_deref(),
         args.json.as_deref(),

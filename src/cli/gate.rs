@@ -1,4 +1,5 @@
-//! `llorch-diff gate --baseline checkpoints/NAME [--update]`: the regression gate. A baseline
+//! `llorch-diff gate --baseline checkpoints/NAME [--update]` (or `gate checkpoints/*`): the
+//! regression gate, over one baseline or several. A baseline
 //! folder holds `gate.toml` (what to run) and `llama.cpp/` (llama.cpp's stored dumps of that
 //! run). The gate runs both producers fresh and judges each against the stored dumps: llama.cpp
 //! must reproduce them exactly (its build is pinned: same pin, flags and ISA give the same
@@ -11,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::compare::tolerances;
+use super::compare::{step_summary, tolerances};
 use super::make_model::parse_quant;
 use super::pipeline::{
     produce, ModelSource, Staged, DEFAULT_QUANT, DEFAULT_SEED, LLAMA_CPP, REFERENCE,
@@ -39,6 +40,12 @@ prompt gate.toml describes (the reference evaluates the stored prompt token ids)
 Exit 0 when both pass, 1 when either fails (the summary names the side that moved), 2 when the
 baseline is missing or incomplete. The fresh dumps stay in --out for inspection.
 
+Several baselines (`gate checkpoints/*`, or --baseline repeated) are judged one after another;
+a summary line per baseline and a total follow, and the exit code is the worst one (2 if any
+baseline could not be judged, else 1 if any failed). With --out DIR, each baseline's fresh
+dumps go to DIR/NAME. When $GITHUB_STEP_SUMMARY names a file, the Markdown verdict of each
+baseline is appended to it.
+
 gate.toml:
   preset = \"tiny-llama\"   # or: model = \"path/to.gguf\" (relative to the baseline folder)
   quant = \"q8_0\"          # preset only
@@ -58,15 +65,18 @@ kv_type f32, mode ggml). To change a baseline, edit its gate.toml, then run --up
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
-    /// The baseline folder (gate.toml and the stored llama.cpp/ dumps).
+    /// Baseline folders (gate.toml and the stored llama.cpp/ dumps), e.g. checkpoints/*.
+    #[arg(value_name = "BASELINE")]
+    pub baselines: Vec<PathBuf>,
+    /// A baseline folder; may be repeated (the same as naming it without the flag).
     #[arg(long, value_name = "DIR")]
-    pub baseline: PathBuf,
+    pub baseline: Vec<PathBuf>,
     /// Rewrite the stored dumps from a fresh llama.cpp run (creating the baseline when DIR has
     /// no gate.toml and the run is described with the flags below).
     #[arg(long)]
     pub update: bool,
     /// Work folder for the fresh dumps (and a preset's model); replaced as a whole
-    /// [default: out/gate/NAME].
+    /// [default: out/gate/NAME; with several baselines, DIR/NAME for each].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Show every checkpoint instead of one row per layer.
@@ -341,7 +351,8 @@ fn store(fresh: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
         );
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let staging = dir.join(format!(".{LLAMA_CPP}.partial-{}", std::process::id()));
+    let staging = crate::staging::staging_path(dir, LLAMA_CPP);
+    crate::staging::register(&staging);
     let result = (|| -> anyhow::Result<()> {
         if staging.exists() {
             fs::remove_dir_all(&staging)?;
@@ -353,6 +364,7 @@ fn store(fresh: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
         fs::rename(&staging, &target)?;
         Ok(())
     })();
+    crate::staging::unregister(&staging);
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&staging);
         return Err(e.context(format!("storing {}", target.display())));
@@ -389,10 +401,109 @@ fn first_at(c: &Comparison) -> String {
     }
 }
 
+/// The name of a baseline folder (its last component, symbolic links resolved).
+fn baseline_name(dir: &Path) -> String {
+    fs::canonicalize(dir)
+        .ok()
+        .as_deref()
+        .unwrap_or(dir)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "baseline".into())
+}
+
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     set_verbose(false);
+    let mut dirs = args.baseline.clone();
+    dirs.extend(args.baselines.iter().cloned());
+    match dirs.len() {
+        0 => anyhow::bail!("name a baseline folder: gate --baseline DIR, or gate DIR..."),
+        1 => return run_one(&args, &dirs[0], args.out.clone()).map(|(o, _)| o),
+        _ => {}
+    }
+    anyhow::ensure!(
+        !args.new.given(),
+        "the flags describing a new baseline apply to one baseline at a time, not to {}",
+        dirs.len()
+    );
+    let names: Vec<String> = dirs.iter().map(|d| baseline_name(d)).collect();
+    for (i, n) in names.iter().enumerate() {
+        if let Some(j) = names[..i].iter().position(|m| m == n) {
+            anyhow::bail!(
+                "{} and {} have the same name {n:?}: their fresh dumps would share a work folder",
+                dirs[j].display(),
+                dirs[i].display()
+            );
+        }
+    }
+    let mut results = Vec::new();
+    for (dir, name) in dirs.iter().zip(&names) {
+        let out = args.out.as_ref().map(|o| o.join(name));
+        let r = run_one(&args, dir, out);
+        if let Err(e) = &r {
+            println!("gate {}: ERROR: {}", dir.display(), one_line(e));
+        }
+        println!();
+        results.push(r);
+    }
+    let (mut passed, mut failed, mut errors) = (0, 0, 0);
+    let mut md =
+        String::from("## llorch-diff gate: summary\n\n| baseline | verdict |\n|---|---|\n");
+    println!("== summary ==");
+    for (dir, r) in dirs.iter().zip(&results) {
+        let line = match r {
+            Ok((Outcome::Pass, v)) => {
+                passed += 1;
+                v.clone()
+            }
+            Ok((Outcome::Fail, v)) => {
+                failed += 1;
+                v.clone()
+            }
+            Err(e) => {
+                errors += 1;
+                format!("ERROR: {}", one_line(e))
+            }
+        };
+        println!("gate {}: {line}", dir.display());
+        md.push_str(&format!(
+            "| {} | {} |\n",
+            dir.display().to_string().replace('|', "\\|"),
+            line.replace('|', "\\|").replace('\n', " ")
+        ));
+    }
+    let total = format!(
+        "gate: {} baselines: {passed} passed, {failed} failed, {errors} could not be judged",
+        dirs.len()
+    );
+    println!("{total}");
+    md.push_str(&format!("\n**{total}**\n\n"));
+    step_summary(&md)?;
+    if errors > 0 {
+        anyhow::bail!(
+            "{errors} of {} baselines could not be judged (see above)",
+            dirs.len()
+        );
+    }
+    Ok(if failed > 0 {
+        Outcome::Fail
+    } else {
+        Outcome::Pass
+    })
+}
+
+/// The error and its causes on one line, outermost first.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Gates one baseline; returns the outcome and the verdict line.
+fn run_one(args: &Args, dir: &Path, out: Option<PathBuf>) -> anyhow::Result<(Outcome, String)> {
     let started = std::time::Instant::now();
-    let dir = args.baseline.clone();
+    let dir = dir.to_path_buf();
     let spec_path = dir.join(SPEC_FILE);
     let spec = if spec_path.is_file() {
         anyhow::ensure!(
@@ -484,17 +595,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let tol = tolerances(args.tolerances.as_deref(), None, None, None)?;
 
     // The fresh run, in the work folder.
-    let name = fs::canonicalize(&dir)
-        .ok()
-        .as_deref()
-        .unwrap_or(&dir)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "baseline".into());
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new("out/gate").join(&name));
+    let out = out.unwrap_or_else(|| Path::new("out/gate").join(baseline_name(&dir)));
     let staged = Staged::create(&out)?;
     let model = spec.source.materialize(staged.path())?;
     let config = Config {
@@ -541,7 +642,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
     let outcome = if args.update {
         update(
-            &args,
+            args,
             &dir,
             &spec,
             stored.as_ref(),
@@ -553,7 +654,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         let stored = stored.expect("checked above");
         let m = stored_manifest.expect("checked above");
         gate(
-            &args,
+            args,
             &dir,
             &m,
             &model_sha,
@@ -582,7 +683,7 @@ fn gate(
     fresh_llama: &DumpFolder,
     fresh_ref: &DumpFolder,
     tol: &Tolerances,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<(Outcome, String)> {
     let a = compare_folders(stored, fresh_llama, &identical())?;
     let b = compare_folders(stored, fresh_ref, tol)?;
     section(
@@ -667,7 +768,25 @@ fn gate(
         verdict
     };
     println!("gate {}: {verdict}", dir.display());
-    Ok(if passed { Outcome::Pass } else { Outcome::Fail })
+    let mut md = format!(
+        "## llorch-diff gate {}\n\n**{}**\n\n",
+        dir.display(),
+        verdict.replace('\n', " ")
+    );
+    md.push_str(&report::markdown::summary(
+        &a,
+        "(a) llama.cpp, fresh vs stored: must be identical",
+    ));
+    md.push_str(&report::markdown::summary(
+        &b,
+        &format!(
+            "(b) reference, fresh vs stored: tolerances of mode {}",
+            b.mode
+        ),
+    ));
+    step_summary(&md)?;
+    let outcome = if passed { Outcome::Pass } else { Outcome::Fail };
+    Ok((outcome, verdict))
 }
 
 fn update(
@@ -678,7 +797,7 @@ fn update(
     fresh_llama: &DumpFolder,
     fresh_ref: &DumpFolder,
     tol: &Tolerances,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<(Outcome, String)> {
     let before = match old {
         Some(old) => {
             let c = compare_folders(old, fresh_llama, &identical())?;
@@ -707,9 +826,8 @@ fn update(
         &b,
         args.verbose,
     );
-    println!(
-        "gate {}: UPDATED {} ({} checkpoints; {before}); the reference {}",
-        dir.display(),
+    let verdict = format!(
+        "UPDATED {} ({} checkpoints; {before}); the reference {}",
         target.display(),
         stored.entries.len(),
         if b.passed {
@@ -718,9 +836,23 @@ fn update(
             format!("does not match them ({})", first_at(&b))
         }
     );
-    Ok(if b.passed {
+    println!("gate {}: {verdict}", dir.display());
+    let mut md = format!(
+        "## llorch-diff gate --update {}\n\n**{verdict}**\n\n",
+        dir.display()
+    );
+    md.push_str(&report::markdown::summary(
+        &b,
+        &format!(
+            "(b) reference, fresh vs the new stored dumps: tolerances of mode {}",
+            b.mode
+        ),
+    ));
+    step_summary(&md)?;
+    let outcome = if b.passed {
         Outcome::Pass
     } else {
         Outcome::Fail
-    })
+    };
+    Ok((outcome, verdict))
 }

@@ -159,7 +159,7 @@ impl Staged {
             .collect();
         let s = Staged {
             target: target.to_path_buf(),
-            staging: parent.join(format!(".{name}.partial-{}", std::process::id())),
+            staging: crate::staging::staging_path(parent, &name),
             created_parents,
             committed: false,
         };
@@ -168,6 +168,7 @@ impl Staged {
             fs::remove_dir_all(&s.staging)
                 .with_context(|| format!("removing {}", s.staging.display()))?;
         }
+        crate::staging::register(&s.staging);
         fs::create_dir(&s.staging).with_context(|| format!("creating {}", s.staging.display()))?;
         Ok(s)
     }
@@ -186,6 +187,7 @@ impl Staged {
         fs::rename(&self.staging, &self.target)
             .with_context(|| format!("renaming into {}", self.target.display()))?;
         self.committed = true;
+        crate::staging::unregister(&self.staging);
         Ok(self.target.clone())
     }
 }
@@ -196,6 +198,7 @@ impl Drop for Staged {
             return;
         }
         let _ = fs::remove_dir_all(&self.staging);
+        crate::staging::unregister(&self.staging);
         // Parents this run created, deepest first; each only if nothing else appeared in it.
         for p in &self.created_parents {
             if fs::remove_dir(p).is_err() {

@@ -65,12 +65,14 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         std::process::id()
     ));
     let started = std::time::Instant::now();
+    crate::staging::register(&staging);
     let result = quantize_model(&args.input, &staging, ftype, args.threads as usize)
         .map_err(anyhow::Error::from)
         .and_then(|()| {
             std::fs::rename(&staging, &args.output)
                 .with_context(|| format!("renaming into {}", args.output.display()))
         });
+    crate::staging::unregister(&staging);
     if let Err(e) = result {
         let _ = std::fs::remove_file(&staging);
         return Err(e.context(format!(

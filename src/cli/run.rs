@@ -104,6 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let c = compare_folders(&expected, &candidate, &tol)?;
     emit(
         &c,
+        &format!("llorch-diff run {} {:?}", source.file_name(), args.prompt),
         args.verbose,
         Some(&report),
         args.json.as_deref(),

@@ -48,6 +48,7 @@ fn sat_i8(v: i32) -> u8 {
 }
 
 /// `quantize_row_q8_0`, AVX2 path.
+#[inline(always)]
 pub(crate) fn q8_0(x: &[f32], y: &mut [u8]) {
     let y = &mut y[..34];
     let max = block_absmax(x);
@@ -61,6 +62,7 @@ pub(crate) fn q8_0(x: &[f32], y: &mut [u8]) {
 }
 
 /// `quantize_row_q8_1`, AVX2 path.
+#[inline(always)]
 pub(crate) fn q8_1(x: &[f32], y: &mut [u8]) {
     let y = &mut y[..36];
     let max = block_absmax(x);

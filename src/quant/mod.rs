@@ -34,6 +34,8 @@ mod dequant_iq;
 mod exact;
 mod fp;
 #[allow(clippy::needless_range_loop)]
+mod multi;
+#[allow(clippy::needless_range_loop)]
 mod quantize;
 pub mod repack;
 mod tables;
@@ -42,6 +44,8 @@ pub mod tiled;
 mod vecdot;
 #[allow(clippy::needless_range_loop)]
 mod vecdot_iq;
+
+pub use multi::{has_batched_vec_dot, vec_dot_block, ActRows};
 
 pub use fp::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16_ggml};
 
@@ -596,10 +600,28 @@ fn blocks_row(
 pub fn quantize_activation(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
     use GgmlType::*;
     match ty {
-        Q8_0 => blocks_row(ty, src, dst, activation::q8_0),
-        Q8_1 => blocks_row(ty, src, dst, activation::q8_1),
+        Q8_0 | Q8_1 => {
+            check_bytes(ty, "destination row", src.len(), dst.len())?;
+            q8_activation_row(ty == Q8_1, src, dst);
+            Ok(())
+        }
         F16 => fill_row(ty, src, dst, activation::row_f16),
         _ => quantize_row(ty, src, dst),
+    }
+}
+
+multiversion! {
+    // The x86-64-v3 copy rounds with `vroundps` instead of a call per element.
+    fn q8_activation_row(q8_1: bool, src: &[f32], dst: &mut [u8]) -> () {
+        if q8_1 {
+            for (x, y) in src.chunks_exact(32).zip(dst.chunks_exact_mut(36)) {
+                activation::q8_1(x, y);
+            }
+        } else {
+            for (x, y) in src.chunks_exact(32).zip(dst.chunks_exact_mut(34)) {
+                activation::q8_0(x, y);
+            }
+        }
     }
 }
 

@@ -15,12 +15,17 @@
 //! acc = fma(res, d_q8, acc)                                 `_mm256_fmadd_ps`
 //! ```
 //!
-//! The integer sums are exact: no `maddubs` pair can saturate for these formats (codes of at
-//! most 5 bits against signed bytes for Q2_K/Q4_K/Q5_K; for Q3_K/Q6_K the activation is
-//! shifted to `q8 + 128` and the weight debiased to at most 32 in magnitude, 2·255·32 < 2^15),
-//! and the `+128` shift is taken out again by an integer correction computed from the same
-//! codes, so ggml's wrapping i32 arithmetic yields the value above whatever the bytes.
-//! `(f32)` is `_mm256_cvtepi32_ps`, round to nearest even like Rust's `as f32`.
+//! The integer sums are exact. Two MACs: the act-bias one (every type but IQ4_XS) shifts the
+//! activation to `q8 + 128` (unsigned) against the signed debiased weight `w = code − BIAS` and
+//! takes `128 · Σ_s scale_s · Σ_{e∈s} w_e` out again as an integer correction computed from the
+//! same codes; with |w| at most 32 (Q3_K, Q6_K; for Q2_K/Q4_K/Q5_K the codes themselves, at
+//! most 31) or 62 (the I-quant grids) no `maddubs` pair can saturate (2·255·62 < 2^15), so
+//! ggml's wrapping i32 arithmetic yields the value above whatever the bytes. IQ4_XS, whose
+//! weights reach 127, takes the sign trick `maddubs(|w|, sign(q8, w))` (pairs at most
+//! 2·127·128 < 2^15): exact except that an activation of −128 facing a negative weight stays
+//! −128 (`_mm256_sign_epi8` wraps), which the portable copy reproduces; Q8_K activations from
+//! `quantize_row_q8_K` never hold −128. `(f32)` is `_mm256_cvtepi32_ps`, round to nearest even
+//! like Rust's `as f32`.
 //!
 //! Per type (`ggml_tiled_matmul_type_dispatch` and the `tiled_unpack_src0` overloads):
 //!
@@ -31,20 +36,36 @@
 //! | Q4_K | 32 | yes | 0 | 4 bits | 6 bits (`get_scale_min_k4`) | 6 bits |
 //! | Q5_K | 32 | yes | 0 | 4 bits + qh bit · 16 | 6 bits | 6 bits |
 //! | Q6_K | 16 | no | 32 | 4 bits + 2 qh bits · 16 | `i8` | |
+//! | IQ4_XS | 32 | no | 128 | `kvalues_iq4nl[nibble]` + 128 | 6 bits − 32 | |
+//! | IQ2_XXS | 32 | no | 128 | ±`iq2xxs_grid` byte + 128 (`ksigns_iq2xs`) | 2·(4 bits)+1 | |
+//! | IQ2_XS | 16 | no | 128 | ±`iq2xs_grid` byte + 128 (`ksigns_iq2xs`) | 2·(4 bits)+1 | |
+//! | IQ2_S | 16 | no | 128 | ±`iq2s_grid` byte + 128 (raw sign bytes) | 2·(4 bits)+1 | |
+//! | IQ3_XXS | 32 | no | 128 | ±`iq3xxs_grid` byte + 128 (`ksigns_iq2xs`) | 2·(4 bits)+1 | |
+//! | IQ3_S | 32 | no | 128 | ±`iq3s_grid` byte + 128 (raw sign bytes) | 1+2·(4 bits) | |
+//! | IQ1_S | 32 | no | 128 | 8·`iq1s_grid` byte ± 1 + 128 | 2·(3 bits)+1 | |
+//! | IQ1_M | 16 | no | 128 | 8·`iq1s_grid` byte ± 1 + 128 | 2·(3 bits)+1 | |
 //!
-//! `d` (and `dmin`) are the block's fp16 fields widened to f32. The element order of the codes
-//! is the one `dequantize_row_*` uses, so the crate's decoders give them.
+//! `d` (and `dmin`) are the block's fp16 fields widened to f32, times 0.125 for IQ2_XXS, IQ2_XS,
+//! IQ2_S, IQ1_S and IQ1_M (whose fp16 scale is assembled from the top nibbles of its four
+//! scale words) and 0.25 for IQ3_XXS, multiplied into `d` after the widening, before `d · s1`
+//! (exact: a power of two on a widened fp16). The element order of the codes is the one
+//! `dequantize_row_*` uses, so the crate's decoders give them.
 
 use super::dequant::{crumbs, q3k_quants, q3k_scales, q5k_quants, q6k_quants, scale_min_k4};
-use super::fp::{block_boundary, h, le_f32};
+use super::dequant_iq::{iq1m_scale, iq4xs_scale, nl_values};
+use super::fp::{block_boundary, f16_to_f32, h, le_f32, le_u16, le_u32};
+use super::tables::{
+    byte_u32, byte_u64, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID,
+    KSIGNS_IQ2XS, KVALUES_IQ4NL,
+};
 use super::{check_bytes, row_bytes, GgmlType, QuantError};
 
-/// Whether `ggml_tiled_supported` takes weights of `ty` (the I-quants it also takes are not
-/// types of this crate).
+/// Whether `ggml_tiled_supported` takes weights of `ty`.
 pub fn supports(ty: GgmlType) -> bool {
+    use GgmlType::*;
     matches!(
         ty,
-        GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K
+        Q2K | Q3K | Q4K | Q5K | Q6K | IQ4XS | IQ2XXS | IQ2XS | IQ2S | IQ3XXS | IQ3S | IQ1S | IQ1M
     )
 }
 
@@ -59,6 +80,8 @@ struct Tile {
     /// `128 * Σ_g scale_g * Σ_{e∈g} w_e`: what the `+128` shift of the activations adds.
     corr: i32,
     has_min: bool,
+    /// IQ4_XS: the sign-trick MAC `maddubs(|w|, sign(q8, w))` instead of the act-bias one.
+    sign: bool,
     d: f32,
     dmin: f32,
 }
@@ -136,6 +159,136 @@ fn unpack(ty: GgmlType, b: &[u8]) -> Tile {
             }
             d = h(b, 208);
         }
+        GgmlType::IQ4XS => {
+            for ib in 0..8 {
+                let v = nl_values(&b[8 + 16 * ib..], &KVALUES_IQ4NL);
+                w[32 * ib..32 * ib + 32].copy_from_slice(&v);
+                let sc = iq4xs_scale(b, ib) as i16 - 32;
+                sc16[2 * ib] = sc;
+                sc16[2 * ib + 1] = sc;
+            }
+            d = h(b, 0);
+        }
+        GgmlType::IQ2XXS => {
+            for ib in 0..8 {
+                let (a0, a1) = (le_u32(b, 2 + 8 * ib), le_u32(b, 6 + 8 * ib));
+                let sc = 2 * (a1 >> 28) as i16 + 1;
+                sc16[2 * ib] = sc;
+                sc16[2 * ib + 1] = sc;
+                for l in 0..4 {
+                    let grid = IQ2XXS_GRID[byte_u32(a0, l) as usize];
+                    let signs = KSIGNS_IQ2XS[((a1 >> (7 * l)) & 127) as usize];
+                    signed8(&mut w[32 * ib + 8 * l..], grid, signs);
+                }
+            }
+            d = h(b, 0) * 0.125;
+        }
+        GgmlType::IQ2XS => {
+            for ib in 0..8 {
+                let sc = b[66 + ib];
+                sc16[2 * ib] = 2 * i16::from(sc & 0xF) + 1;
+                sc16[2 * ib + 1] = 2 * i16::from(sc >> 4) + 1;
+                for l in 0..4 {
+                    let q = le_u16(b, 2 + 2 * (4 * ib + l));
+                    let grid = IQ2XS_GRID[(q & 511) as usize];
+                    signed8(
+                        &mut w[32 * ib + 8 * l..],
+                        grid,
+                        KSIGNS_IQ2XS[(q >> 9) as usize],
+                    );
+                }
+            }
+            d = h(b, 0) * 0.125;
+        }
+        GgmlType::IQ2S => {
+            let (qs, signs, qh, scales) = (&b[2..34], &b[34..66], &b[66..74], &b[74..82]);
+            for ib in 0..8 {
+                sc16[2 * ib] = 2 * i16::from(scales[ib] & 0xF) + 1;
+                sc16[2 * ib + 1] = 2 * i16::from(scales[ib] >> 4) + 1;
+                for l in 0..4 {
+                    let idx = usize::from(qs[4 * ib + l])
+                        | ((usize::from(qh[ib]) << (8 - 2 * l)) & 0x300);
+                    signed8(&mut w[32 * ib + 8 * l..], IQ2S_GRID[idx], signs[4 * ib + l]);
+                }
+            }
+            d = h(b, 0) * 0.125;
+        }
+        GgmlType::IQ3XXS => {
+            let qs = &b[2..66];
+            for ib in 0..8 {
+                let aux = le_u32(b, 66 + 4 * ib);
+                let sc = 2 * (aux >> 28) as i16 + 1;
+                sc16[2 * ib] = sc;
+                sc16[2 * ib + 1] = sc;
+                for l in 0..4 {
+                    let lo = IQ3XXS_GRID[usize::from(qs[8 * ib + 2 * l])];
+                    let hi = IQ3XXS_GRID[usize::from(qs[8 * ib + 2 * l + 1])];
+                    let grid = u64::from(hi) << 32 | u64::from(lo);
+                    let signs = KSIGNS_IQ2XS[((aux >> (7 * l)) & 127) as usize];
+                    signed8(&mut w[32 * ib + 8 * l..], grid, signs);
+                }
+            }
+            d = h(b, 0) * 0.25;
+        }
+        GgmlType::IQ3S => {
+            let (qs, qh, signs, scales) = (&b[2..66], &b[66..74], &b[74..106], &b[106..110]);
+            for ib in 0..8 {
+                let sc = (scales[ib / 2] >> (4 * (ib % 2))) & 0xF;
+                sc16[2 * ib] = 1 + 2 * i16::from(sc);
+                sc16[2 * ib + 1] = 1 + 2 * i16::from(sc);
+                let hb = usize::from(qh[ib]);
+                for l in 0..4 {
+                    let i1 = usize::from(qs[8 * ib + 2 * l]) | ((hb << (8 - 2 * l)) & 256);
+                    let i2 = usize::from(qs[8 * ib + 2 * l + 1]) | ((hb << (7 - 2 * l)) & 256);
+                    let grid = u64::from(IQ3S_GRID[i2]) << 32 | u64::from(IQ3S_GRID[i1]);
+                    signed8(&mut w[32 * ib + 8 * l..], grid, signs[4 * ib + l]);
+                }
+            }
+            d = h(b, 0);
+        }
+        GgmlType::IQ1S => {
+            let qs = &b[2..34];
+            for ib in 0..8 {
+                let hw = le_u16(b, 34 + 2 * ib);
+                let sc = 2 * ((hw >> 12) & 7) as i16 + 1;
+                sc16[2 * ib] = sc;
+                sc16[2 * ib + 1] = sc;
+                let delta = if hw & 0x8000 != 0 { -1 } else { 1 };
+                for l in 0..4 {
+                    let idx = usize::from(qs[4 * ib + l]) | (usize::from((hw >> (3 * l)) & 7) << 8);
+                    ternary8(&mut w[32 * ib + 8 * l..], IQ1S_GRID[idx], delta);
+                }
+            }
+            d = h(b, 0) * 0.125;
+        }
+        GgmlType::IQ1M => {
+            let (qs, qh) = (&b[0..32], &b[32..48]);
+            let sc = [le_u16(b, 48), le_u16(b, 50), le_u16(b, 52), le_u16(b, 54)];
+            for ib in 0..8 {
+                let (hw, sh) = (sc[ib / 2], 6 * (ib % 2));
+                sc16[2 * ib] = 2 * ((hw >> sh) & 7) as i16 + 1;
+                sc16[2 * ib + 1] = 2 * ((hw >> (sh + 3)) & 7) as i16 + 1;
+                let (h0, h1) = (usize::from(qh[2 * ib]), usize::from(qh[2 * ib + 1]));
+                let q = &qs[4 * ib..4 * ib + 4];
+                let idx = [
+                    usize::from(q[0]) | ((h0 << 8) & 0x700),
+                    usize::from(q[1]) | ((h0 << 4) & 0x700),
+                    usize::from(q[2]) | ((h1 << 8) & 0x700),
+                    usize::from(q[3]) | ((h1 << 4) & 0x700),
+                ];
+                let delta = |bit: usize| if bit != 0 { -1 } else { 1 };
+                let deltas = [
+                    delta(h0 & 0x08),
+                    delta(h0 & 0x80),
+                    delta(h1 & 0x08),
+                    delta(h1 & 0x80),
+                ];
+                for l in 0..4 {
+                    ternary8(&mut w[32 * ib + 8 * l..], IQ1S_GRID[idx[l]], deltas[l]);
+                }
+            }
+            d = f16_to_f32(iq1m_scale(&sc)) * 0.125;
+        }
         _ => {}
     }
     let mut scales = [[0i16; 16]; 8];
@@ -154,8 +307,43 @@ fn unpack(ty: GgmlType, b: &[u8]) -> Tile {
         mins,
         corr,
         has_min,
+        sign: ty == GgmlType::IQ4XS,
         d,
         dmin,
+    }
+}
+
+/// Eight signed grid magnitudes (`tiled_unpk_sign32`): byte `j` of `grid`, negated where bit
+/// `j` of `signs` is set.
+#[inline(always)]
+fn signed8(w: &mut [i8], grid: u64, signs: u8) {
+    for (j, w) in w[..8].iter_mut().enumerate() {
+        let v = byte_u64(grid, j) as i8;
+        *w = if signs >> j & 1 != 0 {
+            v.wrapping_neg()
+        } else {
+            v
+        };
+    }
+}
+
+/// Eight ternary grid bytes (`tiled_unpk_tern8`): `8 * g + delta` for `g` in {-1, 0, 1}.
+#[inline(always)]
+fn ternary8(w: &mut [i8], grid: u64, delta: i8) {
+    for (j, w) in w[..8].iter_mut().enumerate() {
+        *w = (byte_u64(grid, j) as i8)
+            .wrapping_mul(8)
+            .wrapping_add(delta);
+    }
+}
+
+/// `_mm256_sign_epi8(q, w)` for one byte: `q`, 0 or `-q` (wrapping) by the sign of `w`.
+#[inline(always)]
+fn sign_byte(q: i8, w: i8) -> i8 {
+    match w.signum() {
+        1 => q,
+        0 => 0,
+        _ => q.wrapping_neg(),
     }
 }
 
@@ -175,11 +363,20 @@ impl Ints for Portable {
         let mut s1 = 0i32;
         for g in 0..16 {
             let span = 16 * g..16 * g + 16;
-            let raw: i32 = t.w[span.clone()]
-                .iter()
-                .zip(&q8[span])
-                .map(|(&w, &q)| i32::from(w) * i32::from(q as i8))
-                .sum();
+            let raw: i32 = if t.sign {
+                // |w| * sign(q8, w): a -128 activation against a negative weight stays -128.
+                t.w[span.clone()]
+                    .iter()
+                    .zip(&q8[span])
+                    .map(|(&w, &q)| i32::from(w.unsigned_abs()) * i32::from(sign_byte(q as i8, w)))
+                    .sum()
+            } else {
+                t.w[span.clone()]
+                    .iter()
+                    .zip(&q8[span])
+                    .map(|(&w, &q)| i32::from(w) * i32::from(q as i8))
+                    .sum()
+            };
             s1 = s1.wrapping_add(raw.wrapping_mul(i32::from(t.scale(g))));
         }
         let mut s2 = 0i32;
@@ -193,9 +390,10 @@ impl Ints for Portable {
     }
 }
 
-/// ggml's AVX2 act-bias MAC for every type: `maddubs(q8 ^ 0x80, w)` (unsigned activation
-/// `q8 + 128` against the signed debiased weight, pair sums at most 2·255·32 < 2^15), `madd`
-/// with the scales, then the correction. Only for use where AVX2 is enabled.
+/// ggml's AVX2 MACs: the act-bias one, `maddubs(q8 ^ 0x80, w)` (unsigned activation `q8 + 128`
+/// against the signed debiased weight, pair sums at most 2·255·62 < 2^15), `madd` with the
+/// scales, then the correction; for IQ4_XS the sign trick `maddubs(sign(w, w), sign(q8, w))`
+/// and `madd`, no correction. Only for use where AVX2 is enabled.
 #[cfg(target_arch = "x86_64")]
 struct Avx2;
 
@@ -210,11 +408,22 @@ impl Ints for Avx2 {
         unsafe {
             let flip = _mm256_set1_epi8(0x80u8 as i8);
             let mut acc = _mm256_setzero_si256();
-            for c in 0..8 {
-                let q = _mm256_xor_si256(_mm256_loadu_si256(q8.as_ptr().add(32 * c).cast()), flip);
-                let w = _mm256_loadu_si256(t.w.as_ptr().add(32 * c).cast());
-                let sc = _mm256_loadu_si256(t.scales[c].as_ptr().cast());
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sc, _mm256_maddubs_epi16(q, w)));
+            if t.sign {
+                for c in 0..8 {
+                    let q = _mm256_loadu_si256(q8.as_ptr().add(32 * c).cast());
+                    let w = _mm256_loadu_si256(t.w.as_ptr().add(32 * c).cast());
+                    let sc = _mm256_loadu_si256(t.scales[c].as_ptr().cast());
+                    let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(q, w));
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sc, p));
+                }
+            } else {
+                for c in 0..8 {
+                    let q =
+                        _mm256_xor_si256(_mm256_loadu_si256(q8.as_ptr().add(32 * c).cast()), flip);
+                    let w = _mm256_loadu_si256(t.w.as_ptr().add(32 * c).cast());
+                    let sc = _mm256_loadu_si256(t.scales[c].as_ptr().cast());
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sc, _mm256_maddubs_epi16(q, w)));
+                }
             }
             let mut s2v = _mm256_setzero_si256();
             if t.has_min {
@@ -226,7 +435,8 @@ impl Ints for Avx2 {
             _mm256_storeu_si256(lanes[0].as_mut_ptr().cast(), acc);
             _mm256_storeu_si256(lanes[1].as_mut_ptr().cast(), s2v);
             let hsum = |l: &[i32; 8]| l.iter().fold(0i32, |a, &v| a.wrapping_add(v));
-            (hsum(&lanes[0]).wrapping_sub(t.corr), hsum(&lanes[1]))
+            let corr = if t.sign { 0 } else { t.corr };
+            (hsum(&lanes[0]).wrapping_sub(corr), hsum(&lanes[1]))
         }
     }
 }

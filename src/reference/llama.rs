@@ -134,14 +134,7 @@ impl Forward for Llama<'_> {
             taps.put(blk(l, Kind::FfnGate), &[t, p.n_ff], &gate)?;
             let up = ops::matmul(num, wu, &cur, t)?;
             taps.put(blk(l, Kind::FfnUp), &[t, p.n_ff], &up)?;
-            let mut act = vec![0f32; gate.len()];
-            for ((g, u), a) in gate
-                .chunks_exact(p.n_ff)
-                .zip(up.chunks_exact(p.n_ff))
-                .zip(act.chunks_exact_mut(p.n_ff))
-            {
-                num.swiglu_row(g, u, a);
-            }
+            let act = ops::swiglu(num, &gate, &up, p.n_ff);
             taps.put(blk(l, Kind::FfnSwiglu), &[t, p.n_ff], &act)?;
             let down = ops::matmul(num, &w.ffn_down, &act, t)?;
             taps.put(blk(l, Kind::FfnOut), &[t, e], &down)?;

@@ -13,6 +13,7 @@
 //! off unless named explicitly, and a faulted run says so in its manifest.
 
 pub mod gpt2;
+mod kernels;
 pub mod llama;
 pub mod numerics;
 pub mod ops;

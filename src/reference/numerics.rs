@@ -23,15 +23,15 @@
 //! | softmax and SiLU exponentials through `ggml_v_expf`, ggml's vectorized `expf` | ggml-cpu/vec.h |
 //! | K·Q and V·P summed in ggml's lane order: `ggml_vec_dot_f32/f16` for one column, llamafile's `tinyBLAS` for two or more | ggml-cpu/vec.cpp, llamafile/sgemm.cpp |
 //! | RoPE rotation contracted to FMAs by GCC: `fma(x0, cos, -(x1*sin))`, `fma(x0, sin, x1*cos)` | ggml-cpu/ops.cpp `rotate_pairs` |
-//! | Q2_K..Q6_K weights with eight or more activation rows (or `GGML_CPU_TILED_MM_FORCE=1`), unless `GGML_CPU_TILED_MM=0` or the weight is repacked: the tiled GEMM, per 256-element block an exact integer sum per weight row and activation row, `d*s1`, `fnmadd(dmin, s2)`, `fma` into the accumulator (`quant::tiled`) | ggml-cpu/tiled/tiled.cpp `ggml_compute_forward_mul_mat_tiled`, `tiled_unpack_src0`, tiled-kernel.cpp `tiled_run_microtile_avx2` |
+//! | Q2_K..Q6_K, IQ4_XS, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and IQ1_M weights with eight or more activation rows (or `GGML_CPU_TILED_MM_FORCE=1`), unless `GGML_CPU_TILED_MM=0` or the weight is repacked: the tiled GEMM, per 256-element block an exact integer sum per weight row and activation row, `d*s1`, `fnmadd(dmin, s2)`, `fma` into the accumulator; IQ4_XS through the `sign_epi8` MAC (`quant::tiled`) | ggml-cpu/tiled/tiled.cpp `ggml_compute_forward_mul_mat_tiled`, `tiled_unpack_src0`, tiled-kernel.cpp `tiled_run_microtile_avx2` |
 //! | repacked weights (Q4_0, Q4_K, IQ4_NL, MXFP4 with `n_out % 8 == 0`, repack on; before the tiled GEMM, tinyBLAS and vec_dot): GEMM for the first `t - t % 4` rows when `t > 3`, GEMV for the rest | ggml-cpu/repack.cpp `ggml_repack_get_optimal_repack_type`, `tensor_traits::forward_mul_mat`, `forward_mul_mat_one_chunk` |
 //! | activation rows of the repacked GEMM quantized four at a time (Q8_K: a `+m`/`-m` tie in a block takes `+m`) | ggml-cpu/arch/x86/repack.cpp `ggml_quantize_mat_q8_0_4x8`, `ggml_quantize_mat_q8_K_4x8` |
 //! | Q4_0, IQ4_NL, MXFP4 repacked: `fma(float(isum), scale_w*d_a, acc)` per 32-element block, the nibbles looked up as `q - 8`, `kvalues_iq4nl[q]` or `kvalues_mxfp4[q]`, `scale_w` the f16 `d` or (MXFP4) `GGML_CPU_E8M0_TO_FP32_HALF(e)` | ggml-cpu/arch/x86/repack.cpp `gemv_q4_b32_8x8_q8_0_lut_avx`, `gemm_q4_b32_8x8_q8_0_lut_avx` (via `ggml_gemv/gemm_{q4_0,iq4_nl,mxfp4}_8x8_q8_0`), repack.cpp `make_block_iq4_nlx8`, `make_block_mxfp4x8` |
 //! | Q4_K repacked: scale and min sums as two FMA chains, `acc - acc_min`; per super-block (GEMV) or per pair of sub-blocks (GEMM) | ggml-cpu/arch/x86/repack.cpp `ggml_gemv_q4_K_8x8_q8_K`, `ggml_gemm_q4_K_8x8_q8_K` |
 //!
 //! With these, ggml mode reproduces llama.cpp's CPU results bit for bit on the models the tests
-//! use. Not emulated: the tiled GEMM for I-quants (IQ4_XS, IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS,
-//! IQ2_XXS, IQ1_M, IQ1_S at eight or more activation rows).
+//! use. Not emulated: NVFP4, Q1_0 and Q2_0 weights (no `vec_dot` here), and the repacked
+//! layouts ggml has only for other CPUs (AVX512, NEON, SVE, RISC-V).
 
 use crate::checkpoint::KvType;
 use crate::cpu_config::CpuConfig;
@@ -380,28 +380,7 @@ impl Numerics {
                     *o = (v / sum) as f32;
                 }
             }
-            Mode::Ggml => {
-                let mut max = f32::NEG_INFINITY;
-                for v in &mut row[..visible] {
-                    *v *= scale;
-                    max = max.max(*v);
-                }
-                // Groups of eight from cell 0, as the AVX2 loop over the padded row takes them;
-                // masked cells are exp(-inf) = 0 and add nothing.
-                let mut sum = 0f64;
-                for group in row[..visible].chunks_mut(8) {
-                    let mut lanes = [0f32; 8];
-                    for (lane, v) in lanes.iter_mut().zip(group.iter_mut()) {
-                        *v = v_expf(*v - max);
-                        *lane = *v;
-                    }
-                    sum += f64::from(hsum8(&lanes));
-                }
-                let inv = (1.0 / sum) as f32;
-                for v in &mut row[..visible] {
-                    *v *= inv;
-                }
-            }
+            Mode::Ggml => softmax_ggml(row, visible, scale),
         }
         for v in &mut row[visible..] {
             *v = 0.0;
@@ -510,19 +489,7 @@ impl Numerics {
                     *o = (g / (1.0 + (-g).exp()) * f64::from(u)) as f32;
                 }
             }
-            // ggml_vec_swiglu_f32: `ggml_v_silu` (x / (1 + v_expf(0 - x))) for whole groups of
-            // eight, `ggml_silu_f32` (x / (1 + expf(-x))) for the tail.
-            Mode::Ggml => {
-                let whole = gate.len() / 8 * 8;
-                for (i, ((o, &g), &u)) in out.iter_mut().zip(gate).zip(up).enumerate() {
-                    let e = if i < whole {
-                        v_expf(0.0 - g)
-                    } else {
-                        (-g).exp()
-                    };
-                    *o = g / (1.0 + e) * u;
-                }
-            }
+            Mode::Ggml => swiglu_ggml(gate, up, out),
         }
     }
 
@@ -554,6 +521,48 @@ impl Numerics {
     }
 }
 
+/// ggml's softmax of `scale * row[..visible]` in place (`ggml_compute_forward_soft_max_f32`);
+/// the cells from `visible` on are left as they are. Inlined into its callers so that the
+/// vectorized kernels compile its FMAs as instructions.
+#[inline(always)]
+pub(crate) fn softmax_ggml(row: &mut [f32], visible: usize, scale: f32) {
+    let mut max = f32::NEG_INFINITY;
+    for v in &mut row[..visible] {
+        *v *= scale;
+        max = max.max(*v);
+    }
+    // Groups of eight from cell 0, as the AVX2 loop over the padded row takes them; masked
+    // cells are exp(-inf) = 0 and add nothing.
+    let mut sum = 0f64;
+    for group in row[..visible].chunks_mut(8) {
+        let mut lanes = [0f32; 8];
+        for (lane, v) in lanes.iter_mut().zip(group.iter_mut()) {
+            *v = v_expf(*v - max);
+            *lane = *v;
+        }
+        sum += f64::from(hsum8(&lanes));
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in &mut row[..visible] {
+        *v *= inv;
+    }
+}
+
+/// ggml_vec_swiglu_f32: `ggml_v_silu` (x / (1 + v_expf(0 - x))) for whole groups of eight,
+/// `ggml_silu_f32` (x / (1 + expf(-x))) for the tail. Inlined as [`softmax_ggml`].
+#[inline(always)]
+pub(crate) fn swiglu_ggml(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    let whole = gate.len() / 8 * 8;
+    for (i, ((o, &g), &u)) in out.iter_mut().zip(gate).zip(up).enumerate() {
+        let e = if i < whole {
+            v_expf(0.0 - g)
+        } else {
+            (-g).exp()
+        };
+        *o = g / (1.0 + e) * u;
+    }
+}
+
 /// f64 dot product of two f32 rows.
 fn dot_f64(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
@@ -575,6 +584,7 @@ fn tinyblas_dot(x: &[f32], y: &[f32]) -> f32 {
 
 /// The horizontal sum of an `__m256` as ggml and llamafile take it: high half plus low half,
 /// then `(0 + 2) + (1 + 3)`.
+#[inline(always)]
 fn hsum8(a: &[f32; 8]) -> f32 {
     let r = [a[4] + a[0], a[5] + a[1], a[6] + a[2], a[7] + a[3]];
     (r[0] + r[2]) + (r[1] + r[3])
@@ -582,6 +592,7 @@ fn hsum8(a: &[f32; 8]) -> f32 {
 
 /// `ggml_v_expf` (ggml-cpu/vec.h, AVX2 branch) on one lane: ggml's vectorized `expf`, within
 /// 2 ulp of it, and what ggml's softmax uses for every whole group of eight.
+#[inline(always)]
 fn v_expf(x: f32) -> f32 {
     let c = |bits: u32| f32::from_bits(bits);
     let r = c(0x4b40_0000); // 0x1.8p23
@@ -638,6 +649,13 @@ pub struct Activation {
     /// The row quantized to the weight type's `vec_dot_type` (vec_dot, tiled and repacked
     /// kernels).
     bytes: Vec<u8>,
+}
+
+impl Activation {
+    /// The row quantized to the weight type's `vec_dot_type` (empty for exact mode and sgemm).
+    pub fn quantized(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 
 use rayon::prelude::*;
 
-use super::numerics::{Numerics, Operand};
+use super::kernels;
+use super::numerics::{AttnKernel, Mode, Numerics, Operand, WeightKernel};
 use super::ReferenceError;
 use crate::gguf::{GgufFile, TensorView};
 use crate::quant::{self, GgmlType};
@@ -106,6 +107,35 @@ pub fn matmul(
         .map(|(i, row)| num.activation(ty, n_out, row, t, i))
         .collect::<Result<Vec<_>, _>>()
         .map_err(wrap)?;
+    let batched =
+        quant::has_batched_vec_dot(ty) && acts.iter().all(|a| a.kernel == WeightKernel::VecDot);
+    if batched {
+        // vec_dot for every pair, each weight row decoded once for all activation rows. Task
+        // `c` computes weight rows `c * BATCH_ROWS..` for every activation row, laid out
+        // `[t, rows]`; its columns are then copied into place.
+        let act_rows = quant::ActRows::new(ty, acts.iter().map(|a| a.quantized()).collect(), n_in)
+            .map_err(wrap)?;
+        let mut chunks = vec![0f32; n_out * t];
+        chunks
+            .par_chunks_mut(BATCH_ROWS * t)
+            .enumerate()
+            .try_for_each(|(c, out)| {
+                let first = c * BATCH_ROWS;
+                let rows: Vec<&[u8]> = (first..first + out.len() / t)
+                    .map(|o| w.view.row(o))
+                    .collect();
+                quant::vec_dot_block(ty, &rows, &act_rows, out)
+            })
+            .map_err(wrap)?;
+        let mut y = vec![0f32; t * n_out];
+        for (c, chunk) in chunks.chunks(BATCH_ROWS * t).enumerate() {
+            let nr = chunk.len() / t;
+            for (i, src) in chunk.chunks_exact(nr).enumerate() {
+                y[i * n_out + c * BATCH_ROWS..][..nr].copy_from_slice(src);
+            }
+        }
+        return Ok(y);
+    }
     // Output-row-major first (each task owns whole weight rows), transposed at the end.
     let mut by_row = vec![0f32; n_out * t];
     by_row
@@ -122,6 +152,9 @@ pub fn matmul(
     }
     Ok(y)
 }
+
+/// Weight rows one task of the batched matmul decodes and runs over the activation rows.
+const BATCH_ROWS: usize = 16;
 
 /// Rows of an embedding table (`[n_embd, n_rows]`), as ggml's `get_rows`: decoded exactly.
 pub fn embedding_rows(table: &Matrix<'_>, ids: &[i32]) -> Result<Vec<f32>, ReferenceError> {
@@ -249,6 +282,23 @@ pub fn attention(
     scale: f32,
     kv_head: impl Fn(usize) -> usize + Sync,
 ) -> Attention {
+    if let Some(att) = attention_vectorized(num, cache, q, cells.clone(), heads, scale, &kv_head) {
+        return att;
+    }
+    attention_generic(num, cache, q, cells, heads, scale, kv_head)
+}
+
+/// [`attention`] through [`Numerics::attn_dot`], one dot product at a time: the definition the
+/// vectorized path reproduces, and the path of exact mode.
+fn attention_generic(
+    num: &Numerics,
+    cache: &KvCache,
+    q: &[f32],
+    cells: std::ops::Range<usize>,
+    heads: Heads,
+    scale: f32,
+    kv_head: impl Fn(usize) -> usize + Sync,
+) -> Attention {
     let Heads {
         n_head,
         n_head_kv,
@@ -303,4 +353,199 @@ pub fn attention(
             }
         });
     Attention { probs, out }
+}
+
+/// [`attention`] in ggml mode through the AVX2 kernels of [`kernels`]: the same operands (rounded
+/// to the cache type as [`Numerics::operand`] rounds them) and the same sums, parallel over
+/// (head, query) rows for K·Q and the softmax and over tokens for V·P. `None` where those kernels
+/// do not apply (exact mode, a CPU without AVX2).
+fn attention_vectorized(
+    num: &Numerics,
+    cache: &KvCache,
+    q: &[f32],
+    cells: std::ops::Range<usize>,
+    heads: Heads,
+    scale: f32,
+    kv_head: &(impl Fn(usize) -> usize + Sync),
+) -> Option<Attention> {
+    let Heads {
+        n_head,
+        n_head_kv,
+        head_dim: d,
+    } = heads;
+    let filled = cache.k.len() / (n_head_kv * d);
+    let (pos0, t) = (cells.start, cells.len());
+    let (kq, pv) = (num.kq_kernel(t, d), num.pv_kernel(t));
+    let (kq_sum, pv_sum) = (kernels::Sum::of(kq)?, kernels::Sum::of(pv)?);
+    if num.mode != Mode::Ggml || !kernels::available() {
+        return None;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (q, pos0, scale, kv_head, kq_sum, pv_sum);
+        None
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // The operands as `Numerics::operand` prepares them: every value rounded to the cache
+        // type; V·P rows over the cells (zero-padded to 32 for a padded vec_dot).
+        let keys: Vec<f32> = cache.k.iter().map(|&x| num.kv_store(x)).collect();
+        let mut probs = vec![0f32; n_head * t * filled];
+        probs
+            .par_chunks_mut(filled)
+            .with_min_len(4)
+            .enumerate()
+            .for_each(|(r, row)| {
+                let (h, i) = (r / t, r % t);
+                let query: Vec<f32> = q[(i * n_head + h) * d..][..d]
+                    .iter()
+                    .map(|&x| num.kv_store(x))
+                    .collect();
+                let visible = pos0 + i + 1;
+                // SAFETY: `kernels::available()` was checked above.
+                unsafe {
+                    kernels::scores_row(
+                        kq_sum,
+                        &query,
+                        &keys,
+                        n_head_kv * d,
+                        kv_head(h) * d,
+                        &mut row[..visible],
+                    );
+                    kernels::softmax_row(row, visible, scale);
+                }
+                row[visible..].fill(0.0);
+            });
+        let len = match pv {
+            AttnKernel::VecDot { padded: true, .. } => filled.next_multiple_of(32),
+            _ => filled,
+        };
+        let mut columns = vec![0f32; n_head_kv * d * len];
+        for (r, column) in columns.chunks_exact_mut(len).enumerate() {
+            let (hk, j) = (r / d, r % d);
+            for (f, c) in column[..filled].iter_mut().enumerate() {
+                *c = num.kv_store(cache.v[(f * n_head_kv + hk) * d + j]);
+            }
+        }
+        let mut out = vec![0f32; t * n_head * d];
+        out.par_chunks_mut(n_head * d)
+            .enumerate()
+            .for_each(|(i, tok_out)| {
+                let mut p = vec![0f32; len];
+                for (h, head_out) in tok_out.chunks_exact_mut(d).enumerate() {
+                    let src = &probs[(h * t + i) * filled..][..filled];
+                    for (o, &x) in p.iter_mut().zip(src) {
+                        *o = num.kv_store(x);
+                    }
+                    let hk = kv_head(h);
+                    // SAFETY: `kernels::available()` was checked above.
+                    unsafe {
+                        kernels::weighted_row(
+                            pv_sum,
+                            &p,
+                            &columns[hk * d * len..][..d * len],
+                            head_out,
+                        )
+                    };
+                }
+            });
+        Some(Attention { probs, out })
+    }
+}
+
+/// `silu(gate) * up` for every row (`[t, n]` each), parallel over rows.
+pub fn swiglu(num: &Numerics, gate: &[f32], up: &[f32], n: usize) -> Vec<f32> {
+    let mut act = vec![0f32; gate.len()];
+    let fast = num.mode == Mode::Ggml && kernels::available();
+    act.par_chunks_mut(n)
+        .zip(gate.par_chunks(n).zip(up.par_chunks(n)))
+        .for_each(|(a, (g, u))| {
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: `kernels::available()` was checked.
+                unsafe { kernels::swiglu_row(g, u, a) };
+                return;
+            }
+            let _ = fast;
+            num.swiglu_row(g, u, a);
+        });
+    act
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::KvType;
+    use crate::reference::numerics::Mode;
+
+    fn values(seed: u32, n: usize) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    /// The vectorized attention gives the bits of the one-dot-at-a-time definition for every
+    /// kernel ggml mode picks: a prompt (sgemm or vec_dot for K·Q, sgemm for V·P) and a decode
+    /// step (vec_dot, V·P padded), F32 and F16 caches, cell counts off the lane widths.
+    #[test]
+    fn vectorized_attention_is_bit_identical_to_the_definition() {
+        if !kernels::available() {
+            return;
+        }
+        // 40: K·Q by sgemm on an F16 cache, a vec_dot tail on F32; 36: vec_dot with tails.
+        for (head_dim, kv) in [
+            (40, KvType::F32),
+            (40, KvType::F16),
+            (36, KvType::F32),
+            (36, KvType::F16),
+        ] {
+            let heads = Heads {
+                n_head: 4,
+                n_head_kv: 2,
+                head_dim,
+            };
+            let per_tok = heads.n_head_kv * heads.head_dim;
+            let num = Numerics::new(Mode::Ggml, kv);
+            for (pos0, t) in [(0, 37), (37, 1), (5, 3)] {
+                let mut cache = KvCache::default();
+                let filled = pos0 + t;
+                cache.append(
+                    &num,
+                    &values(1, filled * per_tok),
+                    &values(2, filled * per_tok),
+                );
+                let q = values(3, t * heads.n_head * heads.head_dim);
+                let kv_head = |h: usize| heads.kv_head(h);
+                let fast =
+                    attention_vectorized(&num, &cache, &q, pos0..filled, heads, 0.125, &kv_head)
+                        .expect("ggml mode on an AVX2 CPU");
+                let slow = attention_generic(&num, &cache, &q, pos0..filled, heads, 0.125, kv_head);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let what = format!("{kv:?} d={head_dim} {pos0}+{t}");
+                assert_eq!(bits(&fast.probs), bits(&slow.probs), "{what}");
+                assert_eq!(bits(&fast.out), bits(&slow.out), "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn exact_mode_takes_the_definition() {
+        let num = Numerics::new(Mode::Exact, KvType::F32);
+        let cache = KvCache {
+            k: vec![1.0; 8],
+            v: vec![1.0; 8],
+        };
+        let heads = Heads {
+            n_head: 1,
+            n_head_kv: 1,
+            head_dim: 8,
+        };
+        assert!(attention_vectorized(&num, &cache, &[1.0; 8], 0..1, heads, 1.0, &|_| 0).is_none());
+    }
 }

@@ -1,30 +1,16 @@
 //! JUnit XML: one testsuite per step, one testcase per checkpoint, plus a `run` suite that
 //! carries the first divergence, the warnings and the manifest checks so CI shows them first.
 //! FAIL, MISSING and SHAPE are `<failure>`s; ERROR (an unreadable file) is an `<error>`.
+//! Written with `quick-junit`, which escapes the text and counts the tests.
 
 use std::fmt::Write;
 
+use quick_junit::{
+    NonSuccessKind, Property, Report, SerializeError, TestCase, TestCaseStatus, TestSuite,
+};
+
 use super::{detail, preamble, sci};
 use crate::compare::{CheckpointResult, Comparison, Verdict};
-
-/// Escapes text for XML attributes and content, dropping characters XML 1.0 cannot hold.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            '\t' | '\r' => out.push(' '),
-            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn body(r: &CheckpointResult) -> String {
     let mut s = format!(
@@ -56,34 +42,20 @@ fn body(r: &CheckpointResult) -> String {
     s
 }
 
-pub fn render(c: &Comparison) -> String {
-    let failures = c
-        .results
-        .iter()
-        .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Missing | Verdict::Shape))
-        .count()
-        + usize::from(!c.run_failures.is_empty());
-    let errors = c.counts.error;
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        x,
-        r#"<testsuites name="llorch-diff compare" tests="{}" failures="{failures}" errors="{errors}">"#,
-        c.results.len() + 1
-    );
+/// A testcase that did not pass: `kind` (failure or error), its verdict as the type, the
+/// one-line `message` and the full `text`.
+fn non_success(kind: NonSuccessKind, ty: &str, message: &str, text: &str) -> TestCaseStatus {
+    let mut st = TestCaseStatus::non_success(kind);
+    st.set_type(ty).set_message(message).set_description(text);
+    st
+}
 
-    let run_fail = usize::from(!c.run_failures.is_empty());
-    let _ = writeln!(
-        x,
-        r#"  <testsuite name="run" tests="1" failures="{run_fail}" errors="0">"#
-    );
-    let _ = writeln!(x, "    <properties>");
+pub fn render(c: &Comparison) -> Result<String, SerializeError> {
+    let mut report = Report::new("llorch-diff compare");
+
+    let mut run = TestSuite::new("run");
     let mut prop = |name: &str, value: &str| {
-        let _ = writeln!(
-            x,
-            r#"      <property name="{}" value="{}"/>"#,
-            esc(name),
-            esc(value)
-        );
+        run.add_property(Property::new(name, value));
     };
     prop(
         "first_divergence",
@@ -110,65 +82,41 @@ pub fn render(c: &Comparison) -> String {
     for w in &c.warnings {
         prop("warning", w);
     }
-    let _ = writeln!(x, "    </properties>");
-    let _ = write!(
-        x,
-        r#"    <testcase classname="llorch-diff.run" name="manifests""#
-    );
-    if c.run_failures.is_empty() {
-        let _ = writeln!(x, "/>");
+    let status = if c.run_failures.is_empty() {
+        TestCaseStatus::success()
     } else {
         let msg = c.run_failures.join("; ");
-        let _ = writeln!(
-            x,
-            ">\n      <failure type=\"RUN\" message=\"{}\">{}</failure>\n    </testcase>",
-            esc(&msg),
-            esc(&msg)
-        );
-    }
-    let _ = writeln!(
-        x,
-        "    <system-out>{}</system-out>",
-        esc(&preamble(c).join("\n"))
-    );
-    let _ = writeln!(x, "  </testsuite>");
+        non_success(NonSuccessKind::Failure, "RUN", &msg, &msg)
+    };
+    let mut manifests = TestCase::new("manifests", status);
+    manifests.set_classname("llorch-diff.run");
+    run.add_test_case(manifests);
+    run.set_system_out(preamble(c).join("\n"));
+    report.add_test_suite(run);
 
     for step in c.steps() {
-        let rs: Vec<&CheckpointResult> = c.step_results(step).collect();
-        let f = rs
-            .iter()
-            .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Missing | Verdict::Shape))
-            .count();
-        let e = rs.iter().filter(|r| r.verdict == Verdict::Error).count();
-        let _ = writeln!(
-            x,
-            r#"  <testsuite name="step{step}" tests="{}" failures="{f}" errors="{e}">"#,
-            rs.len()
-        );
-        for r in rs {
-            let _ = write!(
-                x,
-                r#"    <testcase classname="llorch-diff.step{step}" name="{}""#,
-                esc(&r.name)
-            );
-            let tag = match r.verdict {
-                Verdict::Pass => {
-                    let _ = writeln!(x, "/>");
-                    continue;
-                }
-                Verdict::Error => "error",
-                _ => "failure",
+        let mut suite = TestSuite::new(format!("step{step}"));
+        for r in c.step_results(step) {
+            let status = match r.verdict {
+                Verdict::Pass => TestCaseStatus::success(),
+                Verdict::Error => non_success(
+                    NonSuccessKind::Error,
+                    &r.verdict.to_string(),
+                    &detail(r),
+                    &body(r),
+                ),
+                _ => non_success(
+                    NonSuccessKind::Failure,
+                    &r.verdict.to_string(),
+                    &detail(r),
+                    &body(r),
+                ),
             };
-            let _ = writeln!(
-                x,
-                ">\n      <{tag} type=\"{}\" message=\"{}\">{}</{tag}>\n    </testcase>",
-                r.verdict,
-                esc(&detail(r)),
-                esc(&body(r))
-            );
+            let mut case = TestCase::new(r.name.as_str(), status);
+            case.set_classname(format!("llorch-diff.step{step}"));
+            suite.add_test_case(case);
         }
-        let _ = writeln!(x, "  </testsuite>");
+        report.add_test_suite(suite);
     }
-    x.push_str("</testsuites>\n");
-    x
+    report.to_string()
 }

@@ -83,28 +83,7 @@ pub fn render(c: &Comparison, svg_link: Option<&str>) -> String {
         md,
         "One row per step and layer, showing its worst checkpoint.\n"
     );
-    let _ = writeln!(
-        md,
-        "| step | checkpoint | pass | worst | verdict | NMSE | 1-cos | max\\|d\\| | detail |"
-    );
-    let _ = writeln!(md, "|---:|---|---:|---|---|---:|---:|---:|---|");
-    for g in groups(c) {
-        let w = g.worst();
-        let verdict = bold_unless_pass(w.verdict);
-        let _ = writeln!(
-            md,
-            "| {} | {} | {}/{} | {} | {verdict} | {} | {} | {} | {} |",
-            g.step,
-            g.label,
-            g.passed(),
-            g.results.len(),
-            g.worst_kind(),
-            metric(w, |m| m.nmse),
-            one_minus_cos(w),
-            metric(w, |m| m.max_abs),
-            cell(&detail(w))
-        );
-    }
+    layer_table(&mut md, c);
     md.push('\n');
 
     let _ = writeln!(md, "## Every checkpoint\n");
@@ -139,6 +118,54 @@ pub fn render(c: &Comparison, svg_link: Option<&str>) -> String {
         );
     }
     let _ = writeln!(md, "\n</details>");
+    md
+}
+
+/// The compact table: one row per step and layer, its worst checkpoint.
+fn layer_table(md: &mut String, c: &Comparison) {
+    let _ = writeln!(
+        md,
+        "| step | checkpoint | pass | worst | verdict | NMSE | 1-cos | max\\|d\\| | detail |"
+    );
+    let _ = writeln!(md, "|---:|---|---:|---|---|---:|---:|---:|---|");
+    for g in groups(c) {
+        let w = g.worst();
+        let verdict = bold_unless_pass(w.verdict);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {}/{} | {} | {verdict} | {} | {} | {} | {} |",
+            g.step,
+            g.label,
+            g.passed(),
+            g.results.len(),
+            g.worst_kind(),
+            metric(w, |m| m.nmse),
+            one_minus_cos(w),
+            metric(w, |m| m.max_abs),
+            cell(&detail(w))
+        );
+    }
+}
+
+/// A compact Markdown verdict for a CI job summary (`$GITHUB_STEP_SUMMARY`): a heading, the
+/// verdict and first divergence, and the compact table folded away.
+pub fn summary(c: &Comparison, title: &str) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "### {}\n", cell(title));
+    let pre = preamble(c);
+    let _ = writeln!(md, "**{}**\n", cell(&pre[0]));
+    for line in &pre[1..] {
+        let _ = writeln!(md, "- {}", cell(line.trim_start()));
+    }
+    let _ = writeln!(
+        md,
+        "\n<details><summary>Results by layer ({} (A) vs {} (B), mode {})</summary>\n",
+        cell(&c.expected.label()),
+        cell(&c.candidate.label()),
+        cell(&c.mode)
+    );
+    layer_table(&mut md, c);
+    let _ = writeln!(md, "\n</details>\n");
     md
 }
 

@@ -7,7 +7,31 @@ pub mod junit;
 pub mod markdown;
 pub mod terminal;
 
+use std::io::Write;
+use std::path::PathBuf;
+
 use crate::compare::{CheckpointResult, Comparison, Verdict};
+
+/// The environment variable naming the file of a GitHub Actions job summary.
+pub const STEP_SUMMARY_ENV: &str = "GITHUB_STEP_SUMMARY";
+
+/// Appends `markdown` to the file `$GITHUB_STEP_SUMMARY` names (created if missing). Returns
+/// the file, or None when the variable is unset or empty.
+pub fn append_step_summary(markdown: &str) -> std::io::Result<Option<PathBuf>> {
+    let Some(path) = std::env::var_os(STEP_SUMMARY_ENV).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(path);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    f.write_all(markdown.as_bytes())?;
+    if !markdown.ends_with('\n') {
+        f.write_all(b"\n")?;
+    }
+    Ok(Some(path))
+}
 
 /// A row of the compact table: one step × layer (all its checkpoints), or one checkpoint
 /// outside the layers (`tokens`, `inp_embd`, `result_norm`, `result_output`, other names).
