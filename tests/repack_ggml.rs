@@ -210,7 +210,7 @@ fn mxfp4_repacked_matmul_is_bit_identical() {
 
 /// A weight with `n_out % 8 != 0` stays in the plain buffer, and the reference takes the plain
 /// path. Q4_K stops below eight rows: from eight rows on ggml runs its tiled GEMM for K-quants,
-/// which this branch does not emulate.
+/// which tests/tiled_ggml.rs covers.
 #[test]
 fn weights_without_a_layout_are_not_repacked() {
     let mut rng = Rng(0x5EED_0003);
