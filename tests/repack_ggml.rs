@@ -1,5 +1,5 @@
-//! ggml's repacked matmul kernels (Q4_0 -> q4_0_8x8, Q4_K -> q4_K_8x8 on x86-64-v3) against the
-//! reference's emulation, bit for bit: one MUL_MAT through ggml's CPU backend at a time, then
+//! ggml's repacked matmul kernels (Q4_0 -> q4_0_8x8, Q4_K -> q4_K_8x8, IQ4_NL -> iq4_nl_8x8,
+//! MXFP4 -> mxfp4_8x8 on x86-64-v3) against the reference's emulation, bit for bit: one MUL_MAT through ggml's CPU backend at a time, then
 //! whole runs of llama.cpp and the reference on models whose weights llama.cpp repacks.
 //!
 //! `cargo test --release --test repack_ggml -- --nocapture --test-threads 1` prints what was
@@ -41,18 +41,30 @@ impl Rng {
     }
 }
 
-/// `n_out` rows of `n_in` N(0, 1/n_in) weights quantized by ggml's reference quantizer (how
-/// llama.cpp's files hold them).
+/// `n_out` rows of `n_in` N(0, 1/n_in) weights quantized as llama.cpp's files hold them: by
+/// ggml's reference quantizer (as the crate's Rust port) for Q4_0 and Q4_K, by ggml's own
+/// `ggml_quantize_chunk` for IQ4_NL and MXFP4. Every eighth row is scaled by a power of two
+/// between 2^-6 and 2^5, so that the block scales (MXFP4's E8M0 exponents in particular) vary.
 fn weights(ty: GgmlType, n_in: usize, n_out: usize, rng: &mut Rng) -> Vec<u8> {
     let scale = 1.0 / (n_in as f32).sqrt();
+    let mut f = vec![0f32; n_in * n_out];
+    for (r, row) in f.chunks_exact_mut(n_in).enumerate() {
+        let row_scale = if r % 8 == 3 {
+            scale * 2f32.powi((r / 8 % 12) as i32 - 6)
+        } else {
+            scale
+        };
+        for v in row {
+            *v = rng.normal() * row_scale;
+        }
+    }
+    if matches!(ty, IQ4NL | MXFP4) {
+        return ggml::quantize_chunk(ty, &f, n_in, None).expect("ggml_quantize_chunk");
+    }
     let row_bytes = ty.row_size(n_in).unwrap();
     let mut out = vec![0u8; row_bytes * n_out];
-    let mut row = vec![0f32; n_in];
-    for dst in out.chunks_exact_mut(row_bytes) {
-        for v in &mut row {
-            *v = rng.normal() * scale;
-        }
-        quant::quantize_row(ty, &row, dst).unwrap();
+    for (src, dst) in f.chunks_exact(n_in).zip(out.chunks_exact_mut(row_bytes)) {
+        quant::quantize_row(ty, src, dst).unwrap();
     }
     out
 }
@@ -172,14 +184,44 @@ fn q4_k_repacked_matmul_is_bit_identical() {
     println!("Q4_K repacked: {n} outputs bit-identical to ggml");
 }
 
+#[test]
+fn iq4_nl_repacked_matmul_is_bit_identical() {
+    let mut rng = Rng(0x5EED_0005);
+    let mut n = 0;
+    for n_in in [32, 64, 256, 576, 1536] {
+        for n_out in [8, 16, 576] {
+            n += check_shape(IQ4NL, n_in, n_out, &TOKENS, &mut rng);
+        }
+    }
+    println!("IQ4_NL repacked: {n} outputs bit-identical to ggml");
+}
+
+#[test]
+fn mxfp4_repacked_matmul_is_bit_identical() {
+    let mut rng = Rng(0x5EED_0006);
+    let mut n = 0;
+    for n_in in [32, 64, 256, 576, 1536] {
+        for n_out in [8, 16, 576] {
+            n += check_shape(MXFP4, n_in, n_out, &TOKENS, &mut rng);
+        }
+    }
+    println!("MXFP4 repacked: {n} outputs bit-identical to ggml");
+}
+
 /// A weight with `n_out % 8 != 0` stays in the plain buffer, and the reference takes the plain
 /// path. Q4_K stops below eight rows: from eight rows on ggml runs its tiled GEMM for K-quants,
-/// which this branch does not emulate.
+/// which tests/tiled_ggml.rs covers.
 #[test]
 fn weights_without_a_layout_are_not_repacked() {
     let mut rng = Rng(0x5EED_0003);
     let num = ggml_numerics();
-    for (ty, n_in, ts) in [(Q4_0, 256, &TOKENS[..]), (Q4K, 512, &TOKENS[..6])] {
+    // IQ4_NL goes to llamafile's tinyBLAS_Q0 from two rows on, MXFP4 to vec_dot.
+    for (ty, n_in, ts) in [
+        (Q4_0, 256, &TOKENS[..]),
+        (Q4K, 512, &TOKENS[..6]),
+        (IQ4NL, 256, &TOKENS[..]),
+        (MXFP4, 256, &TOKENS[..]),
+    ] {
         check_shape(ty, n_in, 12, ts, &mut rng);
         for &t in ts {
             for i in 0..t {
@@ -196,6 +238,33 @@ fn weights_without_a_layout_are_not_repacked() {
     let x = activations(256, 1, &mut rng);
     let plain = ggml::mul_mat(Q4_0, &w, 256, 16, &x, 1, 1, false).unwrap();
     assert!(!plain.repacked);
+    // And the reference follows: IQ4_NL weights with repacking off take tinyBLAS_Q0 again.
+    let off = Numerics::with_cpu(
+        Mode::Ggml,
+        KvType::F32,
+        CpuConfig {
+            repack: false,
+            ..CpuConfig::default()
+        },
+    );
+    assert_eq!(
+        off.weight_kernel(IQ4NL, 256, 16, 5, 0),
+        WeightKernel::SgemmQ0
+    );
+    assert_eq!(
+        num.weight_kernel(IQ4NL, 256, 16, 5, 0),
+        WeightKernel::RepackGemm
+    );
+    let w = weights(IQ4NL, 256, 16, &mut rng);
+    let x = activations(256, 5, &mut rng);
+    let plain = ggml::mul_mat(IQ4NL, &w, 256, 16, &x, 5, 1, false).unwrap();
+    assert!(!plain.repacked);
+    let ours = reference_mul_mat(&off, IQ4NL, &w, 256, 16, &x, 5);
+    assert_eq!(
+        first_bit_diff(&plain.out, &ours),
+        None,
+        "IQ4_NL, repack off"
+    );
 }
 
 /// The activation rows of the repacked GEMM are quantized four at a time by
@@ -328,7 +397,7 @@ const COUNTS: [usize; 6] = [1, 3, 4, 5, 8, 17];
 #[test]
 fn tiny_llama_runs_are_bit_identical_with_repacked_weights() {
     let dir = common::scratch("repack_tiny_llama");
-    for quant in [Q4_0, Q4K, Q4_1] {
+    for quant in [Q4_0, Q4K, Q4_1, IQ4NL, MXFP4] {
         let model = dir.join(format!("tiny-llama-{quant}.gguf"));
         write_preset(Preset::TinyLlama, quant, 1, &model).unwrap();
         let n = runs_are_bit_identical(&model, &dir.join(quant.name()), &COUNTS);
@@ -341,7 +410,7 @@ fn tiny_llama_runs_are_bit_identical_with_repacked_weights() {
 #[test]
 fn tiny_gpt2_runs_are_bit_identical_with_a_repacked_tied_output() {
     let dir = common::scratch("repack_tiny_gpt2");
-    for quant in [Q4_0, Q4K] {
+    for quant in [Q4_0, Q4K, IQ4NL, MXFP4] {
         let model = dir.join(format!("tiny-gpt2-{quant}.gguf"));
         write_preset(Preset::TinyGpt2, quant, 1, &model).unwrap();
         let n = runs_are_bit_identical(&model, &dir.join(quant.name()), &COUNTS);

@@ -31,25 +31,25 @@
 //! - Q4_K GEMM (`ggml_gemm_q4_K_8x8_q8_K`, AVX2 path): the same, but the two FMAs are taken per
 //!   pair of 32-element sub-blocks (four times per super-block), not once per super-block.
 //!
-//! Notes for the types still to add (the same machinery, once the types exist in this crate):
-//! - IQ4_NL (`iq4_nl_8x8_q8_0`, Q8_0 activations): the Q4_0 template with the `kvalues_iq4nl`
-//!   table as the nibble lookup instead of `q - 8` (`make_block_iq4_nlx8` copies the nibbles
-//!   unchanged); the arithmetic per output is exactly the Q4_0 one above: per block
-//!   `fma(float(Σ kvalues[q]·a), d_w * d_a, acc)`, GEMV and GEMM alike
-//!   (`ggml_gemv_iq4_nl_8x8_q8_0`, `ggml_gemm_iq4_nl_8x8_q8_0`).
-//! - MXFP4 (`mxfp4_8x8_q8_0`, Q8_0 activations): the same template with the `kvalues_mxfp4`
-//!   lookup and the column scale `GGML_CPU_E8M0_TO_FP32_HALF(e)` (the E8M0 exponent halved,
-//!   because the table holds doubled values) in place of the f16 `d`; again
-//!   `fma(float(isum), scale_w * d_a, acc)` per 32-element block. Check `make_block_mxfp4x8`
-//!   and the `mxfp4` vec_dot type before relying on this.
-//! - Both take Q8_0 activations, whose 4x8 quantization equals `from_float`, so
-//!   [`quantize_mat_row`] needs nothing new for them; `has_layout` must accept them for
-//!   `n_out % 8 == 0`.
+//! - IQ4_NL (`ggml_gemv_iq4_nl_8x8_q8_0`, `ggml_gemm_iq4_nl_8x8_q8_0`) and MXFP4
+//!   (`ggml_gemv_mxfp4_8x8_q8_0`, `ggml_gemm_mxfp4_8x8_q8_0`) run the same two templates as
+//!   Q4_0 with another `signextendlut`: the nibble `q` becomes `kvalues_iq4nl[q]` or
+//!   `kvalues_mxfp4[q]` instead of `q - 8` (`make_block_iq4_nlx8` and `make_block_mxfp4x8`
+//!   only interleave the bytes, nibbles unchanged). The column scale is the f16 `d` for
+//!   IQ4_NL and `GGML_CPU_E8M0_TO_FP32_HALF(e)` for MXFP4 (the table holds doubled FP4
+//!   values); per 32-element block `acc = fma(float(isum), scale_w * d_a, acc)`. The integer
+//!   sums stay exact: `maddubs` sees `|a| <= 127` against `|v| <= 127`, so a pair never
+//!   exceeds the i16 range.
+//! - All three take Q8_0 activations, whose 4x8 quantization equals `from_float`.
 
+use super::dequant_iq::e8m0_half;
 use super::fp::{cvtt_i32, h, le_f32, le_i16, maxps};
+use super::tables::{KVALUES_FP4, KVALUES_IQ4NL};
 use super::{GgmlType, QuantError};
 
 const Q4_0_BYTES: usize = 18;
+const IQ4_NL_BYTES: usize = 18;
+const MXFP4_BYTES: usize = 17;
 const Q8_0_BYTES: usize = 34;
 const Q4_K_BYTES: usize = 144;
 const Q8_K_BYTES: usize = 292;
@@ -57,13 +57,21 @@ const Q8_K_BYTES: usize = 292;
 /// Whether `ggml_repack_get_optimal_repack_type` (x86-64-v3) has a layout for an `n_out`-row
 /// weight of `ty`.
 pub fn has_layout(ty: GgmlType, n_out: usize) -> bool {
-    // IQ4_NL and MXFP4 also have 8x8 layouts on AVX2 (not types of this crate yet).
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4K) && n_out.is_multiple_of(8)
+    supported(ty) && n_out.is_multiple_of(8)
+}
+
+/// The types with an x86-64-v3 layout: `q4_0_8x8_q8_0`, `q4_K_8x8_q8_K`, `iq4_nl_8x8_q8_0`,
+/// `mxfp4_8x8_q8_0`.
+fn supported(ty: GgmlType) -> bool {
+    matches!(
+        ty,
+        GgmlType::Q4_0 | GgmlType::Q4K | GgmlType::IQ4NL | GgmlType::MXFP4
+    )
 }
 
 /// Checks the lengths of one weight row and one activation row for a repacked kernel.
 fn check(ty: GgmlType, w: &[u8], a: &[u8], n: usize, op: &'static str) -> Result<(), QuantError> {
-    if !matches!(ty, GgmlType::Q4_0 | GgmlType::Q4K) {
+    if !supported(ty) {
         return Err(QuantError::Unsupported { ty, op });
     }
     super::check_bytes(ty, "weight row", n, w.len())?;
@@ -75,33 +83,47 @@ fn check(ty: GgmlType, w: &[u8], a: &[u8], n: usize, op: &'static str) -> Result
 /// [`quantize_mat_row`]).
 pub fn gemm_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> Result<f32, QuantError> {
     check(ty, w, a, n, "repacked GEMM")?;
-    Ok(match ty {
-        GgmlType::Q4K => q4_k(w, a, true),
-        _ => q4_0(w, a),
-    })
+    Ok(per_output(ty, w, a, true))
 }
 
 /// One output of the repacked GEMV (an activation row quantized by `from_float`).
 pub fn gemv_dot(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> Result<f32, QuantError> {
     check(ty, w, a, n, "repacked GEMV")?;
-    Ok(match ty {
-        GgmlType::Q4K => q4_k(w, a, false),
-        _ => q4_0(w, a),
-    })
+    Ok(per_output(ty, w, a, false))
 }
 
-/// `gemv_q4_b32_8x8_q8_0_lut_avx` / `gemm_q4_b32_8x8_q8_0_lut_avx` for `block_q4_0x8`.
-fn q4_0(w: &[u8], a: &[u8]) -> f32 {
+/// One output of the GEMM (`gemm == true`) or GEMV of a checked, supported type.
+fn per_output(ty: GgmlType, w: &[u8], a: &[u8], gemm: bool) -> f32 {
+    /// `q - 8`: `make_block_q4_0x8` flips bit 3 of each nibble (`^ 0x88`) and the Q4_0
+    /// `signextendlut` sign-extends the result.
+    const Q4_0_LUT: [i8; 16] = [-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7];
+    match ty {
+        GgmlType::Q4K => q4_k(w, a, gemm),
+        GgmlType::IQ4NL => b32_lut::<IQ4_NL_BYTES>(w, a, &KVALUES_IQ4NL, |b| h(b, 0)),
+        GgmlType::MXFP4 => b32_lut::<MXFP4_BYTES>(w, a, &KVALUES_FP4, |b| e8m0_half(b[0])),
+        _ => b32_lut::<Q4_0_BYTES>(w, a, &Q4_0_LUT, |b| h(b, 0)),
+    }
+}
+
+/// `gemv_q4_b32_8x8_q8_0_lut_avx` / `gemm_q4_b32_8x8_q8_0_lut_avx` for one output: blocks of
+/// `BYTES` bytes whose last 16 hold the nibbles (element `j` low, `j + 16` high), each looked
+/// up in `lut` (`signextendlut`), the column scale read by `scale` from the block.
+fn b32_lut<const BYTES: usize>(
+    w: &[u8],
+    a: &[u8],
+    lut: &[i8; 16],
+    scale: impl Fn(&[u8]) -> f32,
+) -> f32 {
     let mut acc = 0f32;
-    for (wb, ab) in w.chunks_exact(Q4_0_BYTES).zip(a.chunks_exact(Q8_0_BYTES)) {
+    for (wb, ab) in w.chunks_exact(BYTES).zip(a.chunks_exact(Q8_0_BYTES)) {
+        let qs = &wb[BYTES - 16..];
         let mut isum = 0i32;
         for j in 0..16 {
-            let byte = wb[2 + j];
-            let lo = i32::from(byte & 0x0F) - 8;
-            let hi = i32::from(byte >> 4) - 8;
+            let lo = i32::from(lut[usize::from(qs[j] & 0x0F)]);
+            let hi = i32::from(lut[usize::from(qs[j] >> 4)]);
             isum += lo * i32::from(ab[2 + j] as i8) + hi * i32::from(ab[18 + j] as i8);
         }
-        acc = (isum as f32).mul_add(h(wb, 0) * h(ab, 0), acc);
+        acc = (isum as f32).mul_add(scale(wb) * h(ab, 0), acc);
     }
     acc
 }
@@ -252,6 +274,10 @@ mod tests {
         assert!(!has_layout(GgmlType::Q4_0, 12));
         assert!(!has_layout(GgmlType::Q4_1, 8));
         assert!(!has_layout(GgmlType::Q8_0, 8));
+        assert!(has_layout(GgmlType::IQ4NL, 64));
+        assert!(has_layout(GgmlType::MXFP4, 64));
+        assert!(!has_layout(GgmlType::IQ4NL, 60));
+        assert!(!has_layout(GgmlType::IQ4XS, 64));
     }
 
     #[test]

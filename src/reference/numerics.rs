@@ -25,13 +25,14 @@
 //! | K·Q and V·P summed in ggml's lane order: `ggml_vec_dot_f32/f16` for one column, llamafile's `tinyBLAS` for two or more | ggml-cpu/vec.cpp, llamafile/sgemm.cpp |
 //! | RoPE rotation contracted to FMAs by GCC: `fma(x0, cos, -(x1*sin))`, `fma(x0, sin, x1*cos)` | ggml-cpu/ops.cpp `rotate_pairs` |
 //! | Q2_K..Q6_K, IQ4_XS, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and IQ1_M weights with eight or more activation rows (or `GGML_CPU_TILED_MM_FORCE=1`), unless `GGML_CPU_TILED_MM=0` or the weight is repacked: the tiled GEMM, per 256-element block an exact integer sum per weight row and activation row, `d*s1`, `fnmadd(dmin, s2)`, `fma` into the accumulator; IQ4_XS through the `sign_epi8` MAC (`quant::tiled`) | ggml-cpu/tiled/tiled.cpp `ggml_compute_forward_mul_mat_tiled`, `tiled_unpack_src0`, tiled-kernel.cpp `tiled_run_microtile_avx2` |
-//! | repacked weights (Q4_0, Q4_K with `n_out % 8 == 0`, repack on): GEMM for the first `t - t % 4` rows when `t > 3`, GEMV for the rest | ggml-cpu/repack.cpp `ggml_repack_get_optimal_repack_type`, `tensor_traits::forward_mul_mat`, `forward_mul_mat_one_chunk` |
+//! | repacked weights (Q4_0, Q4_K, IQ4_NL, MXFP4 with `n_out % 8 == 0`, repack on; before the tiled GEMM, tinyBLAS and vec_dot): GEMM for the first `t - t % 4` rows when `t > 3`, GEMV for the rest | ggml-cpu/repack.cpp `ggml_repack_get_optimal_repack_type`, `tensor_traits::forward_mul_mat`, `forward_mul_mat_one_chunk` |
 //! | activation rows of the repacked GEMM quantized four at a time (Q8_K: a `+m`/`-m` tie in a block takes `+m`) | ggml-cpu/arch/x86/repack.cpp `ggml_quantize_mat_q8_0_4x8`, `ggml_quantize_mat_q8_K_4x8` |
-//! | Q4_0 repacked: `fma(float(isum), d_w*d_a, acc)` per 32-element block | ggml-cpu/arch/x86/repack.cpp `gemv_q4_b32_8x8_q8_0_lut_avx`, `gemm_q4_b32_8x8_q8_0_lut_avx` |
+//! | Q4_0, IQ4_NL, MXFP4 repacked: `fma(float(isum), scale_w*d_a, acc)` per 32-element block, the nibbles looked up as `q - 8`, `kvalues_iq4nl[q]` or `kvalues_mxfp4[q]`, `scale_w` the f16 `d` or (MXFP4) `GGML_CPU_E8M0_TO_FP32_HALF(e)` | ggml-cpu/arch/x86/repack.cpp `gemv_q4_b32_8x8_q8_0_lut_avx`, `gemm_q4_b32_8x8_q8_0_lut_avx` (via `ggml_gemv/gemm_{q4_0,iq4_nl,mxfp4}_8x8_q8_0`), repack.cpp `make_block_iq4_nlx8`, `make_block_mxfp4x8` |
 //! | Q4_K repacked: scale and min sums as two FMA chains, `acc - acc_min`; per super-block (GEMV) or per pair of sub-blocks (GEMM) | ggml-cpu/arch/x86/repack.cpp `ggml_gemv_q4_K_8x8_q8_K`, `ggml_gemm_q4_K_8x8_q8_K` |
 //!
 //! With these, ggml mode reproduces llama.cpp's CPU results bit for bit on the models the tests
-//! use. Not emulated: the repacked IQ4_NL and MXFP4 layouts (see `quant::repack`).
+//! use. Not emulated: NVFP4, Q1_0 and Q2_0 weights (no `vec_dot` here), and the repacked
+//! layouts ggml has only for other CPUs (AVX512, NEON, SVE, RISC-V).
 
 use crate::checkpoint::KvType;
 use crate::cpu_config::CpuConfig;
