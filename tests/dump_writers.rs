@@ -92,7 +92,10 @@ fn python() -> PathBuf {
 
 fn run_python(script: &str) {
     let o = Command::new(python())
-        .env("PYTHONPATH", Path::new(env!("CARGO_MANIFEST_DIR")).join("python"))
+        .env(
+            "PYTHONPATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("python"),
+        )
         .args(["-c", script])
         .output()
         .unwrap_or_else(|e| panic!("{}: {e}: run scripts/python-env.sh", python().display()));

@@ -175,7 +175,9 @@ impl Writer {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
             && !name.starts_with('.');
         if !valid {
-            return Err(bad("names are catalogue names: letters, digits, '.', '_', '-'".into()));
+            return Err(bad(
+                "names are catalogue names: letters, digits, '.', '_', '-'".into(),
+            ));
         }
         let n: usize = shape.iter().product();
         if n != data.len() {
@@ -282,7 +284,10 @@ mod tests {
         assert_eq!(i32::from_le_bytes(b[0..4].try_into().unwrap()), 2);
         assert_eq!(i64::from_le_bytes(b[4..12].try_into().unwrap()), 2);
         assert_eq!(f32::from_le_bytes(b[40..44].try_into().unwrap()), 6.0);
-        let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "no staging folder left: {names:?}");
         let _ = fs::remove_dir_all(&dir);
     }
