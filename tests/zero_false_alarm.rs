@@ -47,14 +47,15 @@ fn assert_matrix_identical(args: &[&str], cells: usize) {
 }
 
 /// A weight type for every kernel llama.cpp dispatches to (tinyBLAS for F32/F16/BF16,
-/// tinyBLAS_Q0 for Q8_0, the repacked GEMV/GEMM for Q4_0 and Q4_K, vec_dot for Q4_1, Q5_1 and
+/// tinyBLAS_Q0 for Q8_0, the repacked GEMV/GEMM for Q4_0, Q4_K, IQ4_NL and MXFP4, vec_dot for Q4_1, Q5_1 and
 /// TQ2_0, the tiled GEMM for Q6_K and the I-quants), at prompt lengths on both sides of the batch
 /// sizes where it changes kernel (sgemm at 2, repacked GEMM at 4, tiled GEMM at 8), with an F16
 /// cache and two threads.
 #[test]
 fn presets_in_every_type_are_byte_identical() {
     let dir = common::scratch("matrix_presets");
-    let types = "f32,f16,bf16,q8_0,q4_0,q4_1,q5_1,q4_k,q6_k,iq4_xs,iq2_xxs,iq3_s,tq2_0";
+    let types =
+        "f32,f16,bf16,q8_0,q4_0,q4_1,q5_1,q4_k,q6_k,iq4_nl,mxfp4,iq4_xs,iq2_xxs,iq3_s,tq2_0";
     let n_types = types.split(',').count();
     let lengths = "1,2,3,5,8,9,33";
     let n_lengths = lengths.split(',').count();
@@ -92,7 +93,7 @@ fn smollm2_requantized_is_byte_identical() {
             "--model",
             s(&model),
             "--quantize-to",
-            "Q4_K_M,BF16",
+            "Q4_K_M,IQ4_XS,BF16",
             "--lengths",
             "1,33",
             "--kv",
@@ -102,7 +103,7 @@ fn smollm2_requantized_is_byte_identical() {
             "--out",
             s(&dir),
         ],
-        2 * 2 * 2,
+        3 * 2 * 2,
     );
 }
 
