@@ -234,3 +234,33 @@ fn renderers_put_the_first_divergence_first() {
         "one cell per checkpoint but tokens, plus the legend bar"
     );
 }
+
+/// llama.cpp built for another ISA than the one ggml mode reproduces, or run under other CPU
+/// backend settings than the reference emulated, is named in a warning.
+#[test]
+fn another_isa_or_cpu_configuration_is_named() {
+    let root = scratch("lib-isa");
+    let spec = Spec::tiny();
+    let mut ma = manifest(&spec, "llama.cpp", None);
+    ma.producer_detail.insert("isa".into(), "x86-64-v4".into());
+    llorch_diff::cpu_config::CpuConfig::default().record(&mut ma.producer_detail);
+    let a = write_folder(&root.join("a"), &spec, ma, |_, _, _| Edit::Keep);
+    let mut mb = manifest(&spec, "reference", Some("ggml"));
+    llorch_diff::cpu_config::CpuConfig {
+        repack: false,
+        ..Default::default()
+    }
+    .record(&mut mb.producer_detail);
+    let b = write_folder(&root.join("b"), &spec, mb, |_, _, _| Edit::Keep);
+    let c = compare_folders(&open(&a), &open(&b), &Tolerances::builtin()).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("x86-64-v4")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        c.warnings.iter().any(|w| w.contains("no repack")),
+        "{:?}",
+        c.warnings
+    );
+}

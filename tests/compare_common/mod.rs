@@ -148,7 +148,7 @@ pub fn manifest(spec: &Spec, producer: &str, mode: Option<&str>) -> Manifest {
     } else {
         m.producer_detail
             .insert("llama.cpp".into(), "b0000 (synthetic)".into());
-        m.producer_detail.insert("isa".into(), "AVX2 FMA".into());
+        m.producer_detail.insert("isa".into(), "x86-64-v3".into());
     }
     m.model = ModelInfo {
         file: "synthetic.gguf".into(),
