@@ -328,29 +328,6 @@ impl Numerics {
         }
     }
 
-    /// `(cos, sin)` of every rotated pair `i` (angle `pos * base^(-2i/n_dims)`).
-    pub fn rope_angles(&self, pos: usize, n_dims: usize, base: f32) -> Vec<(f32, f32)> {
-        match self.mode {
-            Mode::Exact => (0..n_dims / 2)
-                .map(|i| {
-                    let theta = pos as f64 * f64::from(base).powf(-2.0 * i as f64 / n_dims as f64);
-                    (theta.cos() as f32, theta.sin() as f32)
-                })
-                .collect(),
-            Mode::Ggml => {
-                let theta_scale = base.powf(-2.0 / n_dims as f32);
-                let mut theta = pos as f32;
-                (0..n_dims / 2)
-                    .map(|_| {
-                        let cs = (theta.cos(), theta.sin());
-                        theta *= theta_scale;
-                        cs
-                    })
-                    .collect()
-            }
-        }
-    }
-
     /// Rotates `(x0, x1)` by an angle given as `(cos, sin)`.
     #[inline]
     pub fn rotate(&self, x0: f32, x1: f32, (c, s): (f32, f32)) -> (f32, f32) {
@@ -686,17 +663,6 @@ mod tests {
             let got = f64::from(v_expf(x));
             assert!((got - want).abs() <= 3e-7 * want, "{x}: {got} vs {want}");
         }
-    }
-
-    #[test]
-    fn rope_angles_agree_between_modes() {
-        let e = Numerics::new(Mode::Exact, KvType::F32).rope_angles(7, 64, 10000.0);
-        let g = Numerics::new(Mode::Ggml, KvType::F32).rope_angles(7, 64, 10000.0);
-        assert_eq!(e.len(), 32);
-        for (a, b) in e.iter().zip(&g) {
-            assert!((a.0 - b.0).abs() < 1e-5 && (a.1 - b.1).abs() < 1e-5);
-        }
-        assert_eq!(e[0], (7f64.cos() as f32, 7f64.sin() as f32));
     }
 
     #[test]

@@ -199,32 +199,6 @@ pub enum RopeStyle {
     Neox,
 }
 
-/// Rotates the first `n_dims` elements of every head of `x` (`[t, n_heads, head_dim]`), token
-/// `i` at position `positions[i]`.
-pub fn rope(
-    num: &Numerics,
-    x: &mut [f32],
-    head_dim: usize,
-    n_dims: usize,
-    base: f32,
-    style: RopeStyle,
-    positions: &[usize],
-) {
-    let per_token = x.len() / positions.len();
-    for (tok, &pos) in x.chunks_exact_mut(per_token).zip(positions) {
-        let angles = num.rope_angles(pos, n_dims, base);
-        for head in tok.chunks_exact_mut(head_dim) {
-            for (i, &cs) in angles.iter().enumerate() {
-                let (a, b) = match style {
-                    RopeStyle::Normal => (2 * i, 2 * i + 1),
-                    RopeStyle::Neox => (i, i + n_dims / 2),
-                };
-                (head[a], head[b]) = num.rotate(head[a], head[b], cs);
-            }
-        }
-    }
-}
-
 /// One layer's KV cache: `[filled, n_head_kv, head_dim]` for K and for V, as stored (rounded to
 /// f16 where the emulated cache is F16).
 #[derive(Debug, Default, Clone)]
