@@ -20,8 +20,9 @@ pub struct Args {
     /// Show every checkpoint instead of one row per layer.
     #[arg(long)]
     pub verbose: bool,
-    /// A TOML file laid over the built-in tolerances, key by key.
-    #[arg(long, value_name = "FILE.toml")]
+    /// A TOML file laid over the built-in tolerances, key by key, or the name of a built-in
+    /// set (ggml, exact, independent, independent-exact, independent-ggml) to judge with.
+    #[arg(long, value_name = "FILE.toml|SET")]
     pub tolerances: Option<PathBuf>,
     /// Maximum NMSE for every checkpoint (overrides the tolerance files).
     #[arg(long, value_name = "X")]
@@ -55,15 +56,22 @@ pub fn tolerances(
     mode: Option<String>,
 ) -> anyhow::Result<Tolerances> {
     let mut tol = Tolerances::builtin();
-    if let Some(f) = file {
-        tol.merge_file(f)?;
+    match file {
+        // A built-in set's name, unless a file of that name exists.
+        Some(f) if !f.exists() && f.to_str().is_some_and(|n| tol.has_mode(n)) => {
+            tol.force_mode = f.to_str().map(String::from);
+        }
+        Some(f) => tol.merge_file(f)?,
+        None => {}
     }
     tol.set_overrides(Gate {
         nmse,
         max_abs,
         ..Gate::default()
     })?;
-    tol.force_mode = mode;
+    if mode.is_some() {
+        tol.force_mode = mode;
+    }
     Ok(tol)
 }
 

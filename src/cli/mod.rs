@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod candidate;
 pub mod compare;
 pub mod extract;
 pub mod gate;

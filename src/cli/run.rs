@@ -52,12 +52,18 @@ pub struct Args {
     /// Show every checkpoint instead of one row per layer.
     #[arg(long)]
     pub verbose: bool,
-    /// A TOML file laid over the built-in tolerances, key by key.
-    #[arg(long, value_name = "FILE.toml")]
+    /// A TOML file laid over the built-in tolerances, key by key, or the name of a built-in
+    /// set (ggml, exact, independent, independent-exact, independent-ggml) to judge with.
+    #[arg(long, value_name = "FILE.toml|SET")]
     pub tolerances: Option<PathBuf>,
+    #[command(flatten)]
+    pub candidate: super::candidate::CandidateArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    if args.candidate.candidate.is_some() {
+        return super::candidate::run(args);
+    }
     set_verbose(false);
     let started = Instant::now();
     // Everything that can be checked before a file is written.
