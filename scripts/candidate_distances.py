@@ -14,8 +14,15 @@ def main():
     worst = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0, 0.0, ""]))
     for path in sys.argv[1:]:
         doc = json.load(open(path))
-        for p in doc["pairs"]:
+        # `run --candidate` reports hold pairs; a `compare` report is one comparison.
+        pairs = doc.get("pairs") or [
+            {"against": "llama.cpp", "tolerances": "reference " + doc["mode"], "comparison": doc}
+        ]
+        for p in pairs:
             key = f"vs {p['against']} [{p['tolerances']}]"
+            if "candidate" in p["comparison"] and p["comparison"]["candidate"].get("environment"):
+                key += " " + p["comparison"]["candidate"]["environment"]["producer"]
+            key += "" if "pairs" in doc else " (compare)"
             for r in p["comparison"]["results"]:
                 m = r.get("metrics")
                 if not m or r["kind"] == "tokens":

@@ -1,12 +1,15 @@
 #!/usr/bin/env sh
 # The test command: fetch the real model (cached, sha256-verified), set up the project's Python
-# environment (.venv, with numpy for the .npy interoperability test), then run every test in
-# release mode (numerics are slow in debug) and print the totals.
+# environment (.venv, with numpy for the .npy interoperability test), build the candle example
+# engine, then run every test in release mode (numerics are slow in debug) and print the totals.
 set -eu
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 ./scripts/fetch-model.sh
 ./scripts/python-env.sh
+# The worked example of `run --candidate` is its own workspace package (candle-core; about 250
+# CPU-seconds to build the first time): tests/candle_engine.rs runs its binary.
+cargo build --release -p candle-engine
 # Run the suite, keeping cargo's exit status, then close with the totals over every test binary
 # (cargo's own last line is the doc-tests', which says little about the run).
 LOG="$(mktemp)"; STATUS="$(mktemp)"

@@ -105,11 +105,11 @@ fn a_candidate_is_judged_against_llama_cpp_and_the_reference() {
     assert_eq!(pairs[0]["tolerances"], "independent");
     assert_eq!(pairs[1]["against"], "reference (ggml)");
     assert_eq!(pairs[1]["tolerances"], "independent-ggml");
-    // tiny-llama has 2 layers: l_out of each and the logits, at steps 0 and 1.
+    // tiny-llama has 4 layers: l_out of each and the logits, at steps 0 and 1.
     for p in pairs {
         let c = &p["comparison"];
-        assert_eq!(c["counts"]["total"], 6, "{c}");
-        assert_eq!(c["counts"]["pass"], 6, "{c}");
+        assert_eq!(c["counts"]["total"], 10, "{c}");
+        assert_eq!(c["counts"]["pass"], 10, "{c}");
     }
     // The folders and the report: both pairs' sections.
     assert!(dir.join("out/candidate/manifest.json").is_file());
@@ -149,10 +149,10 @@ fn claimed_checkpoints_that_are_not_dumped_are_missing() {
     );
     assert_eq!(o.code, 1, "stdout {}\nstderr {}", o.stdout, o.stderr);
     let c = &json(&dir)["pairs"][0]["comparison"];
-    // Claimed: 2 l_out + logits per step, 2 steps; dumped: blk.0.l_out per step.
-    assert_eq!(c["counts"]["total"], 6, "{c}");
+    // Claimed: 4 l_out + logits per step, 2 steps; dumped: blk.0.l_out per step.
+    assert_eq!(c["counts"]["total"], 10, "{c}");
     assert_eq!(c["counts"]["pass"], 2, "{c}");
-    assert_eq!(c["counts"]["missing"], 4, "{c}");
+    assert_eq!(c["counts"]["missing"], 8, "{c}");
 }
 
 #[test]
@@ -193,6 +193,7 @@ fn a_candidate_that_hangs_is_killed_with_its_process_group() {
     assert_cannot_be_judged(&o, &dir, "timed out after 1 s");
     let pid = std::fs::read_to_string(&pidfile).unwrap();
     let pid = pid.trim();
+    assert!(pid.parse::<u32>().is_ok(), "pid file: {pid:?}");
     std::thread::sleep(Duration::from_millis(200));
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Gone, or a zombie awaiting its (dead) parent's reaper.
