@@ -91,11 +91,10 @@ fn assert_cannot_be_judged(o: &Out, dir: &Path, needle: &str) {
 
 #[test]
 fn a_candidate_is_judged_against_llama_cpp_and_the_reference() {
-    let (o, dir) = run_candidate(
-        "cand_ok",
-        &copy_engine("1e-4", ""),
-        &["--candidate-mode", "ggml"],
-    );
+    // The engine also leaves a stray folder beside its {out}: removed before the output folder
+    // is committed, so that a later run may replace it.
+    let cmd = format!("{} && mkdir {{out}}/../.stray", copy_engine("1e-4", ""));
+    let (o, dir) = run_candidate("cand_ok", &cmd, &["--candidate-mode", "ggml"]);
     assert_eq!(o.code, 0, "stdout {}\nstderr {}", o.stdout, o.stderr);
     let j = json(&dir);
     assert_eq!(j["passed"], true);

@@ -419,6 +419,27 @@ pub fn open_candidate(dir: &Path) -> anyhow::Result<DumpFolder> {
     Ok(f)
 }
 
+/// Removes what a candidate left in the staging folder besides its dump folder (a writer's
+/// staging sibling, say), so that the output folder holds only what `run` may replace later.
+fn remove_leftovers(staging: &Path) {
+    let keep = [LLAMA_CPP, REFERENCE, CANDIDATE, "model"];
+    let Ok(entries) = std::fs::read_dir(staging) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if keep.iter().any(|k| name == *k) {
+            continue;
+        }
+        let p = e.path();
+        let _ = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+    }
+}
+
 /// `expected` restricted to what the candidate is judged on: its manifest's claims (see
 /// [`CLAIMS_KEY`]) or, without them, the checkpoints it dumped.
 pub fn restrict(expected: &DumpFolder, candidate: &DumpFolder) -> anyhow::Result<DumpFolder> {
@@ -589,6 +610,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         }
     };
     drop(cand_folder);
+    remove_leftovers(staged.path());
     let out = staged.commit()?;
     let cand_folder =
         DumpFolder::open(&out.join(CANDIDATE)).context("opening the candidate's dumps")?;
