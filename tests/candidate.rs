@@ -223,3 +223,48 @@ fn placeholders_are_checked_before_anything_runs() {
     assert_cannot_be_judged(&o, &dir, "unknown placeholder {outt}");
     assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
 }
+
+#[test]
+fn sigint_while_the_candidate_runs_kills_its_group_and_exits_130() {
+    let dir = common::scratch("cand_sigint");
+    let pidfile = dir.join("pid");
+    let cmd = format!("sleep 60 & echo $! > {}; sleep 60", s(&pidfile));
+    let mut child = Command::new(common::bin())
+        .args(["run", "--steps", "1", "--out"])
+        .arg(dir.join("out"))
+        .arg("--report")
+        .arg(dir.join("report.md"))
+        .args(["--candidate", &cmd])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !pidfile.is_file() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the candidate never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let pid = pid.trim();
+    assert!(pid.parse::<u32>().is_ok(), "pid file: {pid:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "pid {pid} lives on: {stat}"
+    );
+    assert!(!dir.join("out").exists() && !dir.join("report.md").exists());
+}
