@@ -229,7 +229,7 @@ fn sigint_while_the_candidate_runs_kills_its_group_and_exits_130() {
     let dir = common::scratch("cand_sigint");
     let pidfile = dir.join("pid");
     let cmd = format!("sleep 60 & echo $! > {}; sleep 60", s(&pidfile));
-    let mut child = Command::new(common::bin())
+    let child = Command::new(common::bin())
         .args(["run", "--steps", "1", "--out"])
         .arg(dir.join("out"))
         .arg("--report")
