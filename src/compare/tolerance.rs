@@ -223,6 +223,22 @@ mod tests {
     }
 
     #[test]
+    fn builtin_has_the_sets_for_other_engines() {
+        let t = Tolerances::builtin();
+        for set in ["independent", "independent-ggml", "independent-exact"] {
+            for kind in known_kinds() {
+                let g = t.gate(set, kind).unwrap();
+                assert!(g.nmse.is_some() && g.cosine.is_some(), "{set}.{kind}");
+            }
+        }
+        // The f32 pair is orders of magnitude tighter than the pair with llama.cpp.
+        let f32_pair = t.gate("independent-exact", "attn_norm").unwrap().nmse.unwrap();
+        let llama_pair = t.gate("independent", "attn_norm").unwrap().nmse.unwrap();
+        assert!(f32_pair * 1e6 < llama_pair);
+        assert!(t.gate("independent", "result_output").unwrap().kl.is_some());
+    }
+
+    #[test]
     fn file_overlays_key_by_key_and_flags_win() {
         let mut t = Tolerances::builtin();
         t.merge_str(
