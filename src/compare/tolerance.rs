@@ -232,7 +232,11 @@ mod tests {
             }
         }
         // The f32 pair is orders of magnitude tighter than the pair with llama.cpp.
-        let f32_pair = t.gate("independent-exact", "attn_norm").unwrap().nmse.unwrap();
+        let f32_pair = t
+            .gate("independent-exact", "attn_norm")
+            .unwrap()
+            .nmse
+            .unwrap();
         let llama_pair = t.gate("independent", "attn_norm").unwrap().nmse.unwrap();
         assert!(f32_pair * 1e6 < llama_pair);
         assert!(t.gate("independent", "result_output").unwrap().kl.is_some());
