@@ -19,9 +19,10 @@
 //! | `{tokens}`        | llama.cpp's generated tokens, comma-separated; decode step k (1-based) evaluates the k-th |
 //! | `{steps}`         | the number of decode steps after the prompt                        |
 //! | `{prompt}`        | the prompt text                                                    |
+//! | `{kv_type}`       | llama.cpp's KV cache type (`f32`, `f16`, `bf16`; `--kv-type`)      |
 //!
 //! The same values are in the environment as `LLORCH_MODEL`, `LLORCH_OUT`,
-//! `LLORCH_PROMPT_TOKENS`, `LLORCH_TOKENS`, `LLORCH_STEPS` and `LLORCH_PROMPT`. `{{` and `}}`
+//! `LLORCH_PROMPT_TOKENS`, `LLORCH_TOKENS`, `LLORCH_STEPS`, `LLORCH_PROMPT` and `LLORCH_KV_TYPE`. `{{` and `}}`
 //! stand for literal braces; a shell's `${VAR}` is left alone.
 
 use std::collections::HashSet;
@@ -102,7 +103,8 @@ impl CandidateMode {
 #[derive(Debug, Clone, clap::Args)]
 pub struct CandidateArgs {
     /// Run this engine as the candidate, through `sh -c`, after replacing the placeholders
-    /// {model} {out} {prompt_tokens} {tokens} {steps} {prompt} (each quoted for the shell);
+    /// {model} {out} {prompt_tokens} {tokens} {steps} {prompt} {kv_type} (each quoted for the
+    /// shell);
     /// judged against llama.cpp (--tolerances, default `independent`) and the reference.
     #[arg(long, value_name = "CMD")]
     pub candidate: Option<String>,
@@ -127,6 +129,7 @@ pub struct Inputs {
     pub tokens: Vec<i32>,
     pub steps: u32,
     pub prompt: String,
+    pub kv_type: String,
 }
 
 fn join(ids: &[i32]) -> String {
@@ -145,6 +148,7 @@ impl Inputs {
             "tokens" => join(&self.tokens),
             "steps" => self.steps.to_string(),
             "prompt" => self.prompt.clone(),
+            "kv_type" => self.kv_type.clone(),
             _ => return None,
         })
     }
@@ -162,7 +166,15 @@ impl Inputs {
     }
 }
 
-pub const PLACEHOLDERS: [&str; 6] = ["model", "out", "prompt_tokens", "tokens", "steps", "prompt"];
+pub const PLACEHOLDERS: [&str; 7] = [
+    "model",
+    "out",
+    "prompt_tokens",
+    "tokens",
+    "steps",
+    "prompt",
+    "kv_type",
+];
 
 /// Single-quotes `s` for `sh`.
 pub fn shell_quote(s: &str) -> String {
@@ -594,6 +606,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         tokens: llama.generated_tokens.clone(),
         steps: config.steps,
         prompt: args.prompt.clone(),
+        kv_type: config.kv_type.as_str().to_string(),
     };
     let line = substitute(&cmd, Some(&inputs))?;
     eprintln!("candidate: sh -c {}", shell_quote(&line));
@@ -781,19 +794,20 @@ mod tests {
             tokens: vec![],
             steps: 0,
             prompt: "it's".into(),
+            kv_type: "f16".into(),
         }
     }
 
     #[test]
     fn placeholders_are_quoted_and_checked() {
         let s = substitute(
-            "eng --m {model} {out} -p {prompt_tokens} -t {tokens} {steps} {prompt} ${HOME} {{x}}",
+            "eng --m {model} {out} -p {prompt_tokens} -t {tokens} {steps} {prompt} {kv_type} ${HOME} {{x}}",
             Some(&inputs()),
         )
         .unwrap();
         assert_eq!(
             s,
-            "eng --m '/m/a b.gguf' '/o/c' -p '1,2' -t '' '0' 'it'\\''s' ${HOME} {x}"
+            "eng --m '/m/a b.gguf' '/o/c' -p '1,2' -t '' '0' 'it'\\''s' 'f16' ${HOME} {x}"
         );
         let e = substitute("eng {modle}", None).unwrap_err().to_string();
         assert!(e.contains("{modle}") && e.contains("{model}"), "{e}");
