@@ -721,8 +721,8 @@ fn emit_pairs(pairs: &[Pair], args: &RunArgs, md: &Path, model: &str) -> anyhow:
             p.against, p.tolerance_set
         ));
         let body = report::markdown::render(&p.comparison, Some(&link));
-        // Each pair's own title becomes a sub-heading.
-        for l in body.lines() {
+        // The pair's heading above replaces the report's title; its sections go one level down.
+        for l in body.lines().skip_while(|l| l.starts_with("# ")) {
             if l.starts_with('#') {
                 doc.push('#');
             }
