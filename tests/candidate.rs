@@ -268,3 +268,17 @@ fn sigint_while_the_candidate_runs_kills_its_group_and_exits_130() {
     );
     assert!(!dir.join("out").exists() && !dir.join("report.md").exists());
 }
+
+#[test]
+fn filter_narrows_both_sides() {
+    // The engine dumps every l_out and the logits; --filter keeps the l_out of both sides.
+    let (o, dir) = run_candidate(
+        "cand_filter",
+        &copy_engine("1e-4", ""),
+        &["--no-reference", "--filter", "blk.*.l_out"],
+    );
+    assert_eq!(o.code, 0, "stdout {}\nstderr {}", o.stdout, o.stderr);
+    let c = &json(&dir)["pairs"][0]["comparison"];
+    assert_eq!(c["counts"]["total"], 8, "{c}");
+    assert_eq!(c["counts"]["pass"], 8, "{c}");
+}

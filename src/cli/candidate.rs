@@ -625,8 +625,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     drop(cand_folder);
     remove_leftovers(staged.path());
     let out = staged.commit()?;
-    let cand_folder =
+    let mut cand_folder =
         DumpFolder::open(&out.join(CANDIDATE)).context("opening the candidate's dumps")?;
+    // `--filter` narrows what is judged on the candidate's side too.
+    if let Some(m) = super::extract::parse_filter(args.filter.as_deref())? {
+        cand_folder
+            .entries
+            .retain(|e| m.is_match(e.id.name.to_string()));
+    }
 
     let t = Instant::now();
     let expected = DumpFolder::open(&out.join(LLAMA_CPP)).context("opening llama.cpp's dumps")?;
