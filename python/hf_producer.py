@@ -251,9 +251,11 @@ def main():
     torch.manual_seed(0)
 
     path = os.path.abspath(a.model)
+    config, fixes = gguf_config(path)
     model = AutoModelForCausalLM.from_pretrained(
         os.path.dirname(path),
         gguf_file=os.path.basename(path),
+        config=config,
         dtype=torch.float32,
         attn_implementation="eager",
     )
@@ -274,6 +276,8 @@ def main():
         "attn_implementation": "eager",
         "model_class": type(model).__name__,
     }
+    if fixes:
+        detail["config_from_gguf"] = "; ".join(fixes)
     cap = Capture(model, arch, detail)
     # The KV cache argument was renamed `cache` in transformers 5.x.
     cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
@@ -316,6 +320,31 @@ def main():
         w.finish()
     print(f"transformers {transformers.__version__}, torch {torch.__version__}: {arch}, {n_layer} layers, generated {generated}", file=sys.stderr)
     return 0
+
+
+def gguf_field(reader, key):
+    f = reader.fields.get(key)
+    if f is None:
+        return None
+    v = f.parts[f.data[0]]
+    return bytes(v).decode() if f.types and f.types[0] == gguf.GGUFValueType.STRING else v.tolist()[0]
+
+
+def gguf_config(path):
+    """transformers' config of the GGUF, with what its GGUF mapping leaves at a default but the
+    file says: the head size (`ARCH.attention.key_length`; qwen3's mapping does not read it and
+    assumes 128)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
+    fixes = []
+    reader = gguf.GGUFReader(path)
+    arch = gguf_field(reader, "general.architecture")
+    key_length = gguf_field(reader, f"{arch}.attention.key_length")
+    if key_length and hasattr(config, "head_dim") and config.head_dim != key_length:
+        fixes.append(f"head_dim {key_length} from {arch}.attention.key_length (mapping gave {config.head_dim})")
+        config.head_dim = int(key_length)
+    return config, fixes
 
 
 def _dist_version(name):
