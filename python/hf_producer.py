@@ -7,7 +7,7 @@ transformers loads the GGUF itself (dequantizing every tensor to f32); the model
 eager attention, one prompt batch at step 0, then one token per decode step (greedy, or the
 `--decode-ids` given, e.g. another producer's generated tokens), with a KV cache.
 
-Dumped for every architecture: `tokens`, each layer's output `blk.N.l_out`, `result_norm` and
+Dumped for every architecture: `tokens`, `inp_embd`, each layer's output `blk.N.l_out`, `result_norm` and
 `result_output`. For families whose modules have llama's layout (llama, mistral, qwen2, qwen3),
 also the catalogue's per-layer kinds that module hooks reach: attn_norm, Qcur/Kcur/Vcur (and
 qwen3's Qcur_normed/Kcur_normed), Qcur_rope/Kcur_rope, cache_k/cache_v, kq_soft_max, kqv_out,
@@ -95,10 +95,13 @@ class Capture:
             raise SystemExit(f"hf_producer: cannot find the decoder layers of {type(model).__name__}")
         self.final_norm = find(model, "model.norm", "transformer.ln_f", "model.final_layernorm", "backbone.norm_f", "model.decoder.final_layer_norm")
         self.detailed = arch in LLAMA_LIKE
-        detail["checkpoints"] = "catalogue kinds" if self.detailed else "l_out, result_norm, result_output"
+        detail["checkpoints"] = "catalogue kinds" if self.detailed else "inp_embd, l_out, result_norm, result_output"
         for i, layer in enumerate(self.layers):
             layer.register_forward_pre_hook(self._enter(i))
             layer.register_forward_hook(self._out(f"blk.{i}.l_out"))
+        emb = model.get_input_embeddings()
+        if emb is not None:
+            emb.register_forward_hook(self._out("inp_embd"))
         if self.final_norm is not None:
             self.final_norm.register_forward_hook(self._out("result_norm"))
         if self.detailed:
@@ -148,8 +151,6 @@ class Capture:
         return x.reshape(*x.shape[:-1], 2, d // 2).transpose(-1, -2).reshape(x.shape)
 
     def _hook_llama_like(self):
-        emb = find(self.model, "model.embed_tokens")
-        emb.register_forward_hook(self._out("inp_embd"))
         for i, layer in enumerate(self.layers):
             p = f"blk.{i}."
             at = layer.self_attn
@@ -333,7 +334,7 @@ def gguf_field(reader, key):
 def gguf_config(path):
     """transformers' config of the GGUF, with what its GGUF mapping leaves at a default but the
     file says: the head size (`ARCH.attention.key_length`; qwen3's mapping does not read it and
-    assumes 128)."""
+    assumes 128), and no padding token where the class default lies outside a small vocabulary."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
@@ -344,6 +345,10 @@ def gguf_config(path):
     if key_length and hasattr(config, "head_dim") and config.head_dim != key_length:
         fixes.append(f"head_dim {key_length} from {arch}.attention.key_length (mapping gave {config.head_dim})")
         config.head_dim = int(key_length)
+    pad = getattr(config, "pad_token_id", None)
+    if isinstance(pad, int) and pad >= config.vocab_size:
+        fixes.append(f"pad_token_id {pad} (a default) is outside the vocabulary: none")
+        config.pad_token_id = None
     return config, fixes
 
 
