@@ -1,12 +1,13 @@
 #!/usr/bin/env sh
 # The test command: fetch the real model (cached, sha256-verified), set up the project's Python
-# environment (.venv, with numpy for the .npy interoperability test), then run every test in
+# environment (.venv: numpy for the .npy interoperability test; PyTorch, transformers and gguf
+# for the hf producer's tests), then run every test in
 # release mode (numerics are slow in debug) and print the totals.
 set -eu
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 ./scripts/fetch-model.sh
-./scripts/python-env.sh
+./scripts/python-env.sh hf
 # Run the suite, keeping cargo's exit status, then close with the totals over every test binary
 # (cargo's own last line is the doc-tests', which says little about the run).
 LOG="$(mktemp)"; STATUS="$(mktemp)"
