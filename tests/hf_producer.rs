@@ -303,3 +303,28 @@ fn missing_environment_says_how_to_install_it() {
     assert!(err.contains("scripts/python-env.sh hf"), "{err}");
     assert!(!dir.join("out").exists());
 }
+
+/// An interpreter without the packages (a bare virtual environment): the same one line, exit 2.
+#[test]
+fn missing_packages_say_how_to_install_them() {
+    let dir = scratch("hf-no-packages");
+    let venv = dir.join("venv");
+    let o = Command::new("python3")
+        .args(["-m", "venv", "--without-pip", s(&venv)])
+        .output()
+        .unwrap();
+    ok(&o, "python3 -m venv");
+    let o = Command::new(bin())
+        .env(llorch_diff::hf::PYTHON_ENV, venv.join("bin/python3"))
+        .args(["hf", s(&smollm2()), "Hello", "--out", s(&dir.join("out"))])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("missing Python package") && err.contains("scripts/python-env.sh hf"),
+        "{err}"
+    );
+    assert!(!dir.join("out").exists());
+}
