@@ -1,12 +1,13 @@
 #!/usr/bin/env sh
 # The test command: fetch the real model (cached, sha256-verified), set up the project's Python
-# environment (.venv, with numpy for the .npy interoperability test), build the candle example
-# engine, then run every test in release mode (numerics are slow in debug) and print the totals.
+# environment (.venv: numpy for the .npy interoperability test; PyTorch, transformers and gguf for
+# the hf producer's tests), build the candle example engine, then run every test in release
+# mode (numerics are slow in debug) and print the totals.
 set -eu
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 ./scripts/fetch-model.sh
-./scripts/python-env.sh
+./scripts/python-env.sh hf
 # The worked example of `run --candidate` is its own workspace package (candle-core; about 250
 # CPU-seconds to build the first time): tests/candle_engine.rs runs its binary.
 cargo build --release -p candle-engine

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod compare;
 pub mod cpu_config;
 pub mod gguf;
+pub mod hf;
 pub mod llamacpp;
 pub mod quant;
 pub mod reference;

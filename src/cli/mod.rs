@@ -6,6 +6,7 @@ pub mod candidate;
 pub mod compare;
 pub mod extract;
 pub mod gate;
+pub mod hf;
 pub mod inspect;
 pub mod make_model;
 pub mod matrix;
@@ -13,6 +14,7 @@ mod pipeline;
 pub mod quantize;
 pub mod reference;
 pub mod run;
+pub mod threeway;
 
 /// What a command concluded, when it did not fail outright (errors are exit code 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub enum Command {
     Extract(extract::Args),
     /// Run the Rust reference forward pass and dump the same checkpoints.
     Reference(reference::Args),
+    /// Run HF transformers on the same GGUF (f32, eager attention) and dump its checkpoints.
+    Hf(hf::Args),
     /// Compare two dump folders (.bin or .npy) checkpoint by checkpoint.
     Compare(compare::Args),
     /// Compare a fresh run against a stored baseline (CI regression gate).
@@ -62,6 +66,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Run(a) => run::run(a),
         Command::Extract(a) => extract::run(a),
         Command::Reference(a) => reference::run(a),
+        Command::Hf(a) => hf::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Gate(a) => gate::run(a),
         Command::Inspect(a) => inspect::run(a),

@@ -270,6 +270,40 @@ pub fn candidate_mode(candidate: &DumpFolder, tol: &Tolerances) -> String {
         .unwrap_or_else(|| tolerance::DEFAULT_MODE.to_string())
 }
 
+/// The producer name of HF transformers' dumps (`llorch-diff hf`).
+pub const TRANSFORMERS: &str = "transformers";
+
+/// The tolerance mode of a pair: forced, else `hf-exact` for HF transformers against the
+/// reference in exact mode (two f32 implementations of the same mathematics) and `hf` for HF
+/// transformers against llama.cpp or the reference in ggml mode, else the candidate's mode.
+pub fn pair_mode(expected: &DumpFolder, candidate: &DumpFolder, tol: &Tolerances) -> String {
+    if tol.force_mode.is_none() {
+        let producer = |f: &DumpFolder| f.manifest.as_ref().map(|m| m.producer.clone());
+        let mode = |f: &DumpFolder| {
+            f.manifest
+                .as_ref()
+                .and_then(|m| m.producer_detail.get("mode").cloned())
+        };
+        let hf = |f: &DumpFolder| producer(f).as_deref() == Some(TRANSFORMERS);
+        let other = match (hf(expected), hf(candidate)) {
+            (true, false) => Some(candidate),
+            (false, true) => Some(expected),
+            _ => None,
+        };
+        if let Some(other) = other {
+            let m = if mode(other).as_deref() == Some("exact") {
+                "hf-exact"
+            } else {
+                "hf"
+            };
+            if tol.has_mode(m) {
+                return m.to_string();
+            }
+        }
+    }
+    candidate_mode(candidate, tol)
+}
+
 /// Compares two dump folders checkpoint by checkpoint (in parallel) and finds the first
 /// divergence. Unreadable checkpoint files are verdicts, not errors; only a configuration that
 /// cannot judge at all (an unknown mode) is an error.
@@ -278,7 +312,7 @@ pub fn compare_folders(
     candidate: &DumpFolder,
     tol: &Tolerances,
 ) -> Result<Comparison, CompareError> {
-    let mode = candidate_mode(candidate, tol);
+    let mode = pair_mode(expected, candidate, tol);
     if !tol.has_mode(&mode) {
         // Reports the error with the list of known modes.
         tol.gate(&mode, "default")?;
@@ -624,7 +658,7 @@ fn compare_manifests(
         }
     }
     if let Some(m) = ma.producer_detail.get("mode") {
-        if m != mode {
+        if m != mode && !mode.starts_with("hf") {
             warn.push(format!("expected (A) was produced in mode {m:?}; tolerances are those of the candidate's mode {mode:?}"));
         }
     }

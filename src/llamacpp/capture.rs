@@ -41,6 +41,9 @@ pub enum GraphFamily {
     Gpt2,
     Qwen2,
     Qwen3,
+    /// Architectures the reference does not implement, judged against HF transformers on the
+    /// layer outputs and logits only (phi3).
+    LayerOutputs,
 }
 
 /// One per-layer checkpoint of a family's graph: the kind, the node's name with `{L}` for the
@@ -184,6 +187,17 @@ const GPT2: FamilyGraph = FamilyGraph {
     result_norm_op: "ADD",
 };
 
+/// src/models/phi3.cpp (and any graph with `build_inp_embd`, `l_out-L` as the residual ADD and
+/// an RMSNorm `result_norm`): the embedding, each layer's output, the final norm and logits.
+const LAYER_OUTPUTS: FamilyGraph = FamilyGraph {
+    embd: ("embd", "GET_ROWS"),
+    layer: &[&[Row(Kind::LOut, "l_out-{L}", "ADD", D2)]],
+    result_norm_op: "MUL",
+};
+
+/// The catalogue of [`GraphFamily::LayerOutputs`].
+const LAYER_OUTPUT_KINDS: [Kind; 1] = [Kind::LOut];
+
 impl GraphFamily {
     pub fn from_architecture(arch: &str) -> Option<Self> {
         match arch {
@@ -191,6 +205,7 @@ impl GraphFamily {
             "gpt2" => Some(GraphFamily::Gpt2),
             "qwen2" => Some(GraphFamily::Qwen2),
             "qwen3" => Some(GraphFamily::Qwen3),
+            "phi3" => Some(GraphFamily::LayerOutputs),
             _ => None,
         }
     }
@@ -201,6 +216,7 @@ impl GraphFamily {
             GraphFamily::Gpt2 => &GPT2,
             GraphFamily::Qwen2 => &QWEN2,
             GraphFamily::Qwen3 => &QWEN3,
+            GraphFamily::LayerOutputs => &LAYER_OUTPUTS,
         }
     }
 
@@ -211,6 +227,7 @@ impl GraphFamily {
             GraphFamily::Gpt2 => &Kind::GPT2,
             GraphFamily::Qwen2 => &Kind::QWEN2,
             GraphFamily::Qwen3 => &Kind::QWEN3,
+            GraphFamily::LayerOutputs => &LAYER_OUTPUT_KINDS,
         }
     }
 
@@ -343,6 +360,7 @@ mod tests {
             GraphFamily::Gpt2,
             GraphFamily::Qwen2,
             GraphFamily::Qwen3,
+            GraphFamily::LayerOutputs,
         ] {
             let kinds: Vec<Kind> = f.rows().map(|r| r.0).collect();
             assert_eq!(kinds, f.kinds(), "{f:?}");

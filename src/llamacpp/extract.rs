@@ -27,7 +27,7 @@ pub struct ExtractOptions {
 pub enum ExtractError {
     #[error("{path}: {reason}")]
     Model { path: PathBuf, reason: String },
-    #[error("architecture {0:?} has no checkpoint catalogue (supported: llama, gpt2)")]
+    #[error("architecture {0:?} has no checkpoint catalogue (supported: llama, gpt2, qwen2, qwen3; phi3 layer outputs only)")]
     Architecture(String),
     #[error("the prompt tokenizes to no tokens")]
     EmptyPrompt,
