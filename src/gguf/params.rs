@@ -13,6 +13,9 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// Every architecture the reference covers.
+    pub const ALL: [Arch; 4] = [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gpt2];
+
     /// The `general.architecture` string.
     pub fn name(self) -> &'static str {
         match self {

@@ -29,7 +29,8 @@ pub struct NodeRule {
     pub name: CheckpointName,
     /// Exact llama.cpp node name, e.g. `Qcur-3` or `cache_k_l3 (view)`.
     pub node: String,
-    /// ggml op name of the node to take among those that share the name.
+    /// ggml op name of the node to take among those that share the name; empty for the last
+    /// node of that name whatever its op.
     pub op: &'static str,
     pub layout: Layout,
 }
@@ -251,6 +252,69 @@ pub fn rules(family: GraphFamily, n_layer: u32) -> Vec<NodeRule> {
     v
 }
 
+/// The checkpoints llama.cpp names the same way in every family's graph (`llm_graph_context`
+/// and the graph builders' shared conventions), taken from the last node of each name: what
+/// `extract` maps for an architecture without a catalogue. A family may lack some of them
+/// (gemma3 has no `ffn_inp`); those are skipped.
+pub fn universal_rules(n_layer: u32) -> Vec<NodeRule> {
+    let rule = |name: CheckpointName, node: String| NodeRule {
+        name,
+        node,
+        op: "",
+        layout: Layout::Direct { rank: 2 },
+    };
+    let mut v = vec![rule(CheckpointName::InpEmbd, "embd".into())];
+    for layer in 0..n_layer {
+        for (kind, node) in [
+            (Kind::AttnNorm, "attn_norm"),
+            (Kind::KqvOut, "kqv_out"),
+            (Kind::FfnInp, "ffn_inp"),
+            (Kind::FfnNorm, "ffn_norm"),
+            (Kind::FfnOut, "ffn_out"),
+            (Kind::LOut, "l_out"),
+        ] {
+            v.push(rule(
+                CheckpointName::layer(layer, kind),
+                format!("{node}-{layer}"),
+            ));
+        }
+    }
+    v.push(rule(CheckpointName::ResultNorm, "result_norm".into()));
+    v.push(rule(CheckpointName::ResultOutput, "result_output".into()));
+    v
+}
+
+/// The checkpoint name of the `index`-th node of a step's graph (`extract --all-nodes`):
+/// `node.{index}.{name}.{op}` with the index zero-padded so that names sort in graph order,
+/// and every character of the node's name outside `[A-Za-z0-9_-]` (spaces, parentheses,
+/// slashes, dots) replaced by `_`, so that the name is a safe file name on every file system
+/// and unique even where the file system ignores case.
+pub fn node_checkpoint(index: usize, name: &str, op: &str) -> CheckpointName {
+    let safe = |s: &str, max: usize| -> String {
+        let t: String = s
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(max)
+            .collect();
+        if t.is_empty() {
+            "unnamed".into()
+        } else {
+            t
+        }
+    };
+    CheckpointName::Other(format!(
+        "node.{index:05}.{}.{}",
+        safe(name, 96),
+        safe(op, 32)
+    ))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("llama.cpp produced no node {node:?} with op {op} for checkpoint {name}")]
@@ -274,7 +338,7 @@ pub fn take(rule: &NodeRule, captures: &[Capture], filled: usize) -> Result<Tens
     let c = captures
         .iter()
         .rev()
-        .find(|c| c.name == rule.node && c.op == rule.op)
+        .find(|c| c.name == rule.node && (rule.op.is_empty() || c.op == rule.op))
         .ok_or_else(|| CaptureError::Missing {
             name: rule.name.clone(),
             node: rule.node.clone(),
@@ -334,6 +398,23 @@ pub fn take(rule: &NodeRule, captures: &[Capture], filled: usize) -> Result<Tens
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_names_are_safe_file_names_in_graph_order() {
+        let a = node_checkpoint(7, "cache_k_l0 (view)", "VIEW").to_string();
+        assert_eq!(a, "node.00007.cache_k_l0__view_.VIEW");
+        let b = node_checkpoint(12, "a/b\\c:d*?<>|.", "MUL_MAT").to_string();
+        assert!(b
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+        assert_eq!(
+            node_checkpoint(3, "", "ADD").to_string(),
+            "node.00003.unnamed.ADD"
+        );
+        let mut names = vec![b.clone(), a.clone()];
+        names.sort();
+        assert_eq!(names, [a, b]);
+    }
 
     /// Each family's table lists exactly its catalogue, in catalogue order.
     #[test]

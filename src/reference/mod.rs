@@ -135,7 +135,12 @@ pub struct ReferenceOptions {
 pub enum ReferenceError {
     #[error("{path}: {reason}")]
     Model { path: PathBuf, reason: String },
-    #[error("architecture {0:?} is not supported by the reference (supported: llama, qwen2, qwen3, gpt2)")]
+    #[error(
+        "the reference does not cover architecture {arch:?} (it covers {covered}); `extract` \
+         still dumps its universal checkpoints and --all-nodes",
+        arch = .0,
+        covered = Arch::ALL.map(Arch::name).join(", ")
+    )]
     Architecture(String),
     /// A tensor or metadata key the reference does not implement, named.
     #[error("{0}")]
