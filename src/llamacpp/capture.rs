@@ -42,6 +42,7 @@ pub enum GraphFamily {
     Gpt2,
     Qwen2,
     Qwen3,
+    Gemma3,
 }
 
 /// One per-layer checkpoint of a family's graph: the kind, the node's name with `{L}` for the
@@ -159,6 +160,33 @@ const QWEN3: FamilyGraph = FamilyGraph {
     result_norm_op: "MUL",
 };
 
+/// src/models/gemma3.cpp: the embedding rows times sqrt(n_embd) are `inp_scaled` (the MUL);
+/// qwen3's normed Q and K (the query's SCALE by `1/sqrt(head_dim)` after RoPE is unnamed and
+/// not a checkpoint); the attention output's norm (`attn_post_norm-L`), the residual
+/// (`sa_out-L`), the GELU-gated FFN (`build_ffn` with `LLM_FFN_GELU, LLM_FFN_PAR`: a GLU), the
+/// FFN output's norm (`ffn_post_norm-L`) and the second residual.
+const GEMMA3: FamilyGraph = FamilyGraph {
+    embd: ("inp_scaled", "MUL"),
+    layer: &[
+        RMS_ATTN_NORM,
+        QK_NORM_ROPE_V,
+        ATTENTION,
+        ATTN_OUT_BY_WEIGHT,
+        &[
+            Row(Kind::AttnPostNorm, "attn_post_norm-{L}", "MUL", D2),
+            Row(Kind::FfnInp, "sa_out-{L}", "ADD", D2),
+            Row(Kind::FfnNorm, "ffn_norm-{L}", "MUL", D2),
+            Row(Kind::FfnGate, "ffn_gate-{L}", "MUL_MAT", D2),
+            Row(Kind::FfnUp, "ffn_up-{L}", "MUL_MAT", D2),
+            Row(Kind::FfnGeglu, "ffn_geglu-{L}", "GLU", D2),
+            Row(Kind::FfnOut, "ffn_out-{L}", "MUL_MAT", D2),
+            Row(Kind::FfnPostNorm, "ffn_post_norm-{L}", "MUL", D2),
+            Row(Kind::LOut, "l_out-{L}", "ADD", D2),
+        ],
+    ],
+    result_norm_op: "MUL",
+};
+
 /// src/models/gpt2.cpp: LayerNorm with bias (the ADD), Q, K and V as strided VIEWs of the fused
 /// projection, unnamed output projection plus bias (the ADD of its bias), GELU FFN with biases.
 const GPT2: FamilyGraph = FamilyGraph {
@@ -192,6 +220,7 @@ impl GraphFamily {
             "gpt2" => Some(GraphFamily::Gpt2),
             "qwen2" => Some(GraphFamily::Qwen2),
             "qwen3" => Some(GraphFamily::Qwen3),
+            "gemma3" => Some(GraphFamily::Gemma3),
             _ => None,
         }
     }
@@ -202,6 +231,7 @@ impl GraphFamily {
             GraphFamily::Gpt2 => &GPT2,
             GraphFamily::Qwen2 => &QWEN2,
             GraphFamily::Qwen3 => &QWEN3,
+            GraphFamily::Gemma3 => &GEMMA3,
         }
     }
 
@@ -212,6 +242,7 @@ impl GraphFamily {
             GraphFamily::Gpt2 => &Kind::GPT2,
             GraphFamily::Qwen2 => &Kind::QWEN2,
             GraphFamily::Qwen3 => &Kind::QWEN3,
+            GraphFamily::Gemma3 => &Kind::GEMMA3,
         }
     }
 
@@ -424,6 +455,7 @@ mod tests {
             GraphFamily::Gpt2,
             GraphFamily::Qwen2,
             GraphFamily::Qwen3,
+            GraphFamily::Gemma3,
         ] {
             let kinds: Vec<Kind> = f.rows().map(|r| r.0).collect();
             assert_eq!(kinds, f.kinds(), "{f:?}");
