@@ -409,8 +409,8 @@ fn tiny_qwen2_preset_matches_llama_cpp() {
     check("tiny-qwen2", &model, &[]);
 }
 
-/// Gemma's SentencePiece layout: no space prefix, `<bos>` 2 and `<eos>` 1 as control tokens
-/// (their text is not parsed), the chat markers as user-defined tokens split out of the text.
+/// Gemma's SentencePiece layout: no space prefix, `<bos>` 2, `<eos>` 1 and the chat markers
+/// as control tokens (their text is not parsed).
 #[test]
 fn tiny_gemma3_preset_matches_llama_cpp() {
     let dir = common::scratch("tokenizer-corpus-gemma3");

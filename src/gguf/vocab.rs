@@ -10,7 +10,6 @@ use super::reader::MetaValue;
 pub(crate) const TYPE_NORMAL: i32 = 1;
 pub(crate) const TYPE_UNKNOWN: i32 = 2;
 pub(crate) const TYPE_CONTROL: i32 = 3;
-pub(crate) const TYPE_USER_DEFINED: i32 = 4;
 pub(crate) const TYPE_BYTE: i32 = 6;
 
 /// Training text: plain English prose with punctuation, digits and a newline or two.
@@ -193,10 +192,9 @@ pub(crate) fn spm(n_vocab: usize) -> TokenizerMeta {
 }
 
 /// The SentencePiece vocabulary of [`spm`] laid out as Gemma's: `<pad>` 0, `<eos>` 1,
-/// `<bos>` 2 (control tokens), `<unk>` last, the chat markers `<start_of_turn>` and
-/// `<end_of_turn>` as user-defined tokens (split out of the text, as llama.cpp does with
-/// `parse_special = false`), and no space prefix (`add_space_prefix = false`, as Gemma files
-/// set it).
+/// `<bos>` 2, the chat markers `<start_of_turn>` and `<end_of_turn>` (control tokens, as in
+/// the published files: their text is not parsed with `parse_special = false`), `<unk>` last,
+/// and no space prefix (`add_space_prefix = false`, as Gemma files set it).
 pub(crate) fn gemma(n_vocab: usize) -> TokenizerMeta {
     let mut meta = spm(n_vocab);
     let n = n_vocab;
@@ -215,8 +213,8 @@ pub(crate) fn gemma(n_vocab: usize) -> TokenizerMeta {
     set_token(&mut meta, 0, "<pad>", TYPE_CONTROL);
     set_token(&mut meta, 1, "<eos>", TYPE_CONTROL);
     set_token(&mut meta, 2, "<bos>", TYPE_CONTROL);
-    set_token(&mut meta, n - 3, "<start_of_turn>", TYPE_USER_DEFINED);
-    set_token(&mut meta, n - 2, "<end_of_turn>", TYPE_USER_DEFINED);
+    set_token(&mut meta, n - 3, "<start_of_turn>", TYPE_CONTROL);
+    set_token(&mut meta, n - 2, "<end_of_turn>", TYPE_CONTROL);
     set_token(&mut meta, n - 1, "<unk>", TYPE_UNKNOWN);
     for (k, v) in meta.iter_mut() {
         *v = match *k {
