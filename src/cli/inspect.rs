@@ -161,6 +161,29 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             for (k, v) in rows {
                 t.add_row(vec![k.to_string(), v]);
             }
+            if p.arch == crate::gguf::Arch::Gemma3 {
+                match crate::reference::gemma3::Gemma3Params::from_gguf(&f, p) {
+                    Ok(g) => {
+                        let swa: Vec<String> = (0..p.n_layer)
+                            .filter(|&l| g.is_swa[l])
+                            .map(|l| l.to_string())
+                            .collect();
+                        let rows = [
+                            ("sliding_window", format!("{:?}", g.window)),
+                            ("sliding_window_layers", swa.join(",")),
+                            ("rope_freq_base_swa", g.local_base.to_string()),
+                            ("query_scale", g.query_scale.to_string()),
+                            ("final_logit_softcapping", format!("{:?}", g.softcap)),
+                        ];
+                        for (k, v) in rows {
+                            t.add_row(vec![k.to_string(), v]);
+                        }
+                    }
+                    Err(e) => {
+                        t.add_row(vec!["gemma3".to_string(), format!("unavailable: {e}")]);
+                    }
+                }
+            }
         }
         Err(e) => {
             // The reference does not read this file's hyperparameters: show them as stored.
