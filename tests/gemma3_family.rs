@@ -46,7 +46,7 @@ fn llama_cpp(model: &Path, prompt: &str, kv: KvType, out: &Path) -> ExtractSumma
     let opts = ExtractOptions {
         steps: 4,
         kv_type: kv,
-        threads: 2,
+        threads: 1,
         repack: true,
         filter: None,
     };

@@ -2,8 +2,9 @@
 //! layer an RMSNorm, Q/K/V projections, a per-head RMSNorm of Q and of K, RoPE in NeoX mode,
 //! the query times `1/sqrt(head_dim)` before attention (Gemma's `query_pre_attn_scalar`; the
 //! scores are not scaled again), an RMSNorm of the attention output before the residual, and a
-//! GELU-gated FFN between an RMSNorm before it and one after it; final RMSNorm, tied output
-//! matrix, and the final logit soft-capping when the file sets one.
+//! GELU-gated FFN between an RMSNorm before it and one after it; final RMSNorm, the output
+//! matrix (tied to the embedding in the published models, separate when the file has one), and
+//! the final logit soft-capping when the file sets one.
 //!
 //! Layers alternate as llama.cpp's loader sets them (`load_swa_pattern`): with
 //! `attention.sliding_window` set, a layer is a sliding-window one unless it is the last of
