@@ -234,3 +234,65 @@ fn faults_are_caught_at_the_first_checkpoint_they_touch() {
         );
     }
 }
+
+/// What the published files may set beyond tiny-gemma3, each added to it with `edit.rs`: the
+/// final logit soft-capping (Gemma 2's 30), another layer pattern and local RoPE base, no
+/// sliding window at all (every layer global), and a per-layer pattern array. Each is
+/// byte-identical in ggml mode with the 40-token prompt.
+#[test]
+fn gemma3_variants_are_reproduced_bit_for_bit() {
+    use llorch_diff::gguf::edit::{copy_with, Edit};
+    use llorch_diff::gguf::MetaValue;
+    let dir = common::scratch("gemma3_variants");
+    let base = model(&dir, GgmlType::Q8_0);
+    let prompt = PROMPTS[2].0;
+    let pattern: Vec<MetaValue> = [true, false, true, true, false, true]
+        .into_iter()
+        .map(MetaValue::Bool)
+        .collect();
+    let variants: Vec<(&str, Edit)> = vec![
+        (
+            "softcap",
+            Edit::default().set("gemma3.final_logit_softcapping", MetaValue::F32(30.0)),
+        ),
+        (
+            "pattern3-localbase",
+            Edit::default()
+                .set("gemma3.attention.sliding_window_pattern", MetaValue::U32(3))
+                .set("gemma3.rope.freq_base_swa", MetaValue::F32(20000.0)),
+        ),
+        (
+            "no-window",
+            Edit::default().remove("gemma3.attention.sliding_window"),
+        ),
+        (
+            "pattern-array",
+            Edit::default().set(
+                "gemma3.attention.sliding_window_pattern",
+                MetaValue::Array(pattern),
+            ),
+        ),
+    ];
+    let base_ex = dir.join("ex-base");
+    llama_cpp(&base, prompt, KvType::F32, &base_ex);
+    for (name, edit) in variants {
+        let file = dir.join(format!("{name}.gguf"));
+        copy_with(&base, &file, &edit).unwrap();
+        let ex_dir = dir.join(format!("ex-{name}"));
+        let ex = llama_cpp(&file, prompt, KvType::F32, &ex_dir);
+        let out = dir.join(format!("ref-{name}"));
+        reference(&file, prompt, &out, &ref_opts(Mode::Ggml, KvType::F32, &ex)).unwrap();
+        let (differ, total) = differing(&ex_dir, &out);
+        assert!(differ.is_empty(), "{name}: not bit-identical: {differ:?}");
+        // The variant changes what llama.cpp computes: it differs from the base file's run.
+        let (moved, _) = differing(&base_ex, &ex_dir);
+        assert!(
+            !moved.is_empty(),
+            "{name}: llama.cpp computed the same as without it"
+        );
+        println!(
+            "{name}: {total}/{total} identical; first checkpoint moved from the base: {}",
+            moved[0]
+        );
+    }
+}

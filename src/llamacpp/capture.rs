@@ -58,6 +58,9 @@ struct FamilyGraph {
     layer: &'static [&'static [Row]],
     /// The op of the final norm's node (`result_norm`).
     result_norm_op: &'static str,
+    /// The op of the logits' node (`result_output`): the output MUL_MAT, or empty for the last
+    /// node of that name (gemma3's soft-capping ends in a SCALE named `result_output`).
+    result_output_op: &'static str,
 }
 
 use Layout::{CacheK as CK, CacheVTransposed as CV, Direct, SoftMax as SM};
@@ -132,6 +135,7 @@ const LLAMA: FamilyGraph = FamilyGraph {
         SWIGLU_FFN,
     ],
     result_norm_op: "MUL",
+    result_output_op: "MUL_MAT",
 };
 
 /// src/models/qwen2.cpp.
@@ -145,6 +149,7 @@ const QWEN2: FamilyGraph = FamilyGraph {
         SWIGLU_FFN,
     ],
     result_norm_op: "MUL",
+    result_output_op: "MUL_MAT",
 };
 
 /// src/models/qwen3.cpp.
@@ -158,6 +163,7 @@ const QWEN3: FamilyGraph = FamilyGraph {
         SWIGLU_FFN,
     ],
     result_norm_op: "MUL",
+    result_output_op: "MUL_MAT",
 };
 
 /// src/models/gemma3.cpp: the embedding rows times sqrt(n_embd) are `inp_scaled` (the MUL);
@@ -185,6 +191,7 @@ const GEMMA3: FamilyGraph = FamilyGraph {
         ],
     ],
     result_norm_op: "MUL",
+    result_output_op: "",
 };
 
 /// src/models/gpt2.cpp: LayerNorm with bias (the ADD), Q, K and V as strided VIEWs of the fused
@@ -211,6 +218,7 @@ const GPT2: FamilyGraph = FamilyGraph {
         ],
     ],
     result_norm_op: "ADD",
+    result_output_op: "MUL_MAT",
 };
 
 impl GraphFamily {
@@ -277,7 +285,7 @@ pub fn rules(family: GraphFamily, n_layer: u32) -> Vec<NodeRule> {
     v.push(NodeRule {
         name: CheckpointName::ResultOutput,
         node: "result_output".into(),
-        op: "MUL_MAT",
+        op: g.result_output_op,
         layout: Layout::Direct { rank: 2 },
     });
     v
