@@ -140,8 +140,23 @@ bool eval_callback(ggml_tensor *t, bool ask, void *user_data) {
     if (ask) {
         return as != nullptr;
     }
+    // A node of a branch the graph did not select (ggml_build_forward_select) holds no value.
+    if (s->capture_all && (t->flags & GGML_TENSOR_FLAG_COMPUTE) == 0) {
+        return true;
+    }
     if (as != nullptr && s->capture_error.empty()) {
         capture_node(s, t, *as);
+    }
+    // Capturing everything: a node also wanted as "src:NAME" is captured a second time under it.
+    if (s->capture_all && !s->wanted.empty() && s->capture_error.empty()) {
+        for (int i = 0; i < GGML_MAX_SRC; ++i) {
+            if (t->src[i] == nullptr) continue;
+            key = std::string("src:") + t->src[i]->name;
+            if (s->wanted.count(key) != 0) {
+                capture_node(s, t, key);
+                break;
+            }
+        }
     }
     return true;  // keep computing
 }
@@ -244,7 +259,8 @@ int llorch_capture_names(llorch_session *s, const char *const *names, int32_t n)
     if (s == nullptr) return -1;
     s->wanted.clear();
     s->capture_all = n < 0;
-    for (int32_t i = 0; i < n; ++i) s->wanted.insert(names[i]);
+    const int32_t count = n < 0 ? -n - 1 : n;
+    for (int32_t i = 0; i < count; ++i) s->wanted.insert(names[i]);
     return 0;
 }
 

@@ -67,7 +67,8 @@ int32_t llorch_token_to_piece(const llorch_session *session, int32_t token, char
 /* Exact node names to capture (e.g. "attn_norm-3", "cache_k_l3 (view)"); n = 0 captures nothing,
  * n < 0 every F32/F16/BF16/I32 node (a survey of the graph). A name "src:NAME" asks for every node
  * that has the tensor NAME among its sources (for nodes llama.cpp leaves unnamed); such captures
- * carry that "src:NAME" as their name. */
+ * carry that "src:NAME" as their name. n < 0 with -n - 1 names captures every node under its own
+ * name and, a second time, each node that a "src:NAME" among the names asks for. */
 int llorch_capture_names(llorch_session *session, const char *const *names, int32_t n);
 int32_t llorch_capture_count(const llorch_session *session);
 int llorch_capture_get(const llorch_session *session, int32_t index, llorch_capture *out);

@@ -148,6 +148,12 @@ fn first_touched(f: Fault) -> (u32, &'static str) {
         Fault::KvF32 => (0, "blk.0.cache_k"),
         Fault::NoQkBias => (0, "blk.0.Qcur"),
         Fault::SkipQkNorm => (0, "blk.0.Qcur_normed"),
+        // gemma3's own, proven in tests/gemma3_family.rs.
+        Fault::NoEmbdScale
+        | Fault::SkipPostNorm
+        | Fault::SwaEverywhere
+        | Fault::NoSwa
+        | Fault::LocalRopeBase => unreachable!("{f:?} does not apply to the qwen families"),
     }
 }
 

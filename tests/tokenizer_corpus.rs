@@ -409,6 +409,26 @@ fn tiny_qwen2_preset_matches_llama_cpp() {
     check("tiny-qwen2", &model, &[]);
 }
 
+/// Gemma's SentencePiece layout: no space prefix, `<bos>` 2, `<eos>` 1 and the chat markers
+/// as control tokens (their text is not parsed).
+#[test]
+fn tiny_gemma3_preset_matches_llama_cpp() {
+    let dir = common::scratch("tokenizer-corpus-gemma3");
+    let model = preset(&dir, Preset::TinyGemma3);
+    let t = Tokenizer::from_gguf(&GgufFile::open(&model).unwrap()).unwrap();
+    assert_eq!(t.describe(), "llama SPM (no space prefix), 512 tokens");
+    check(
+        "tiny-gemma3",
+        &model,
+        &[
+            "<start_of_turn>user\nThe old woman<end_of_turn>\n<start_of_turn>model\n",
+            "<bos>The<eos> old <pad><unk>",
+            "<start_of_turn><start_of_turn> x<end_of_turn>",
+            " leading space, then  two and   three",
+        ],
+    );
+}
+
 /// The settings the presets do not use, reached by rewriting their tokenizer metadata.
 #[test]
 fn rewritten_tokenizer_settings_match_llama_cpp() {

@@ -42,6 +42,9 @@ pub enum Kind {
     KqvOut,
     /// `[T, n_embd]` after the output projection.
     AttnOut,
+    /// `[T, n_embd]` the attention output RMS-normed, times its weight (gemma3), before the
+    /// residual.
+    AttnPostNorm,
     /// `[T, n_embd]` residual stream after attention.
     FfnInp,
     /// `[T, n_embd]` input of the FFN after the norm.
@@ -54,14 +57,18 @@ pub enum Kind {
     FfnSwiglu,
     /// `[T, n_ff]` gelu(up) (gpt2).
     FfnGelu,
+    /// `[T, n_ff]` gelu(gate) * up, GELU in its tanh form (gemma3).
+    FfnGeglu,
     /// `[T, n_embd]` down projection.
     FfnOut,
+    /// `[T, n_embd]` the FFN output RMS-normed, times its weight (gemma3), before the residual.
+    FfnPostNorm,
     /// `[T, n_embd]` residual stream at the end of the layer.
     LOut,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 22] = [
+    pub const ALL: [Kind; 25] = [
         Kind::AttnNorm,
         Kind::Qkv,
         Kind::Qcur,
@@ -76,13 +83,16 @@ impl Kind {
         Kind::KqSoftMax,
         Kind::KqvOut,
         Kind::AttnOut,
+        Kind::AttnPostNorm,
         Kind::FfnInp,
         Kind::FfnNorm,
         Kind::FfnGate,
         Kind::FfnUp,
         Kind::FfnSwiglu,
         Kind::FfnGelu,
+        Kind::FfnGeglu,
         Kind::FfnOut,
+        Kind::FfnPostNorm,
         Kind::LOut,
     ];
 
@@ -135,6 +145,34 @@ impl Kind {
         Kind::LOut,
     ];
 
+    /// The gemma3 catalogue: qwen3's attention (per-head normed Q and K), a norm after the
+    /// attention output and after the FFN, a GELU-gated FFN. `ffn_inp` is the residual stream
+    /// after attention (llama.cpp's `sa_out`).
+    pub const GEMMA3: [Kind; 22] = [
+        Kind::AttnNorm,
+        Kind::Qcur,
+        Kind::QcurNormed,
+        Kind::QcurRope,
+        Kind::Kcur,
+        Kind::KcurNormed,
+        Kind::KcurRope,
+        Kind::Vcur,
+        Kind::CacheK,
+        Kind::CacheV,
+        Kind::KqSoftMax,
+        Kind::KqvOut,
+        Kind::AttnOut,
+        Kind::AttnPostNorm,
+        Kind::FfnInp,
+        Kind::FfnNorm,
+        Kind::FfnGate,
+        Kind::FfnUp,
+        Kind::FfnGeglu,
+        Kind::FfnOut,
+        Kind::FfnPostNorm,
+        Kind::LOut,
+    ];
+
     /// The gpt2 catalogue, in graph order (no RoPE, fused QKV, GELU FFN without a gate).
     pub const GPT2: [Kind; 16] = [
         Kind::AttnNorm,
@@ -171,13 +209,16 @@ impl Kind {
             Kind::KqSoftMax => "kq_soft_max",
             Kind::KqvOut => "kqv_out",
             Kind::AttnOut => "attn_out",
+            Kind::AttnPostNorm => "attn_post_norm",
             Kind::FfnInp => "ffn_inp",
             Kind::FfnNorm => "ffn_norm",
             Kind::FfnGate => "ffn_gate",
             Kind::FfnUp => "ffn_up",
             Kind::FfnSwiglu => "ffn_swiglu",
             Kind::FfnGelu => "ffn_gelu",
+            Kind::FfnGeglu => "ffn_geglu",
             Kind::FfnOut => "ffn_out",
+            Kind::FfnPostNorm => "ffn_post_norm",
             Kind::LOut => "l_out",
         }
     }

@@ -59,6 +59,27 @@ impl DumpWriter {
 
     /// Adds one checkpoint; fails once the run was interrupted by a signal.
     pub fn add(&mut self, step: u32, name: &CheckpointName, t: &Tensor) -> Result<(), DumpError> {
+        self.add_entry(step, name, None, t)
+    }
+
+    /// Adds one graph node's value, recording its ggml op.
+    pub fn add_node(
+        &mut self,
+        step: u32,
+        name: &CheckpointName,
+        op: &str,
+        t: &Tensor,
+    ) -> Result<(), DumpError> {
+        self.add_entry(step, name, Some(op.to_string()), t)
+    }
+
+    fn add_entry(
+        &mut self,
+        step: u32,
+        name: &CheckpointName,
+        op: Option<String>,
+        t: &Tensor,
+    ) -> Result<(), DumpError> {
         crate::staging::check().map_err(|e| DumpError::io(&self.staging, e))?;
         let file = relative_file(step, name);
         write_dump(&self.staging.join(&file), t)?;
@@ -67,6 +88,7 @@ impl DumpWriter {
             name: name.to_string(),
             file,
             shape: t.shape.clone(),
+            op,
         });
         Ok(())
     }

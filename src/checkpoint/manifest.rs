@@ -88,6 +88,9 @@ pub struct Entry {
     pub file: String,
     /// Outermost first.
     pub shape: Vec<usize>,
+    /// The ggml op of a graph node dumped by `extract --all-nodes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
 }
 
 impl ModelInfo {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::Outcome;
-use crate::llamacpp::extract::{extract, ExtractOptions};
+use crate::llamacpp::extract::{extract_nodes, ExtractOptions};
 use crate::llamacpp::{set_verbose, KvType};
 
 #[derive(Debug, clap::Args)]
@@ -33,6 +33,10 @@ pub struct Args {
     /// default (as llama.cpp's own `--no-repack`).
     #[arg(long)]
     pub no_repack: bool,
+    /// Dump every node of every step's graph besides the checkpoints, named
+    /// `node.{index}.{name}.{op}` (graph order; the manifest records each node's ggml op).
+    #[arg(long)]
+    pub all_nodes: bool,
     /// Print every node of the prompt's graph (name, op, ne) instead of dumping: catalogue work.
     #[arg(long, hide = true)]
     pub list_nodes: bool,
@@ -75,7 +79,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         filter: parse_filter(args.filter.as_deref())?,
     };
     let started = std::time::Instant::now();
-    let s = extract(&args.model, &args.prompt, &args.out, &opts).context("extract")?;
+    let s = extract_nodes(&args.model, &args.prompt, &args.out, &opts, args.all_nodes)
+        .context("extract")?;
     eprintln!(
         "wrote {} checkpoints for {} prompt tokens + {} steps to {} in {:.2} s (generated {:?})",
         s.checkpoints,

@@ -99,7 +99,8 @@ pub struct Args {
 #[derive(Debug, Default, clap::Args)]
 #[command(next_help_heading = "New baseline (with --update, when DIR has no gate.toml yet)")]
 pub struct NewBaseline {
-    /// A preset model (tiny-llama, tiny-gpt2, tiny-qwen2, tiny-qwen3, llama2-7b-shape).
+    /// A preset model (tiny-llama, tiny-gpt2, tiny-qwen2, tiny-qwen3, tiny-gemma3,
+    /// llama2-7b-shape).
     #[arg(long, conflicts_with = "model")]
     pub preset: Option<String>,
     /// A GGUF model file (recorded relative to the baseline folder).

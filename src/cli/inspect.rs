@@ -48,6 +48,16 @@ fn tokenizer_summary(f: &GgufFile) -> Value {
     })
 }
 
+/// Every `{arch}.*` metadata key (without the prefix) and its value: the hyperparameters of
+/// any architecture, as its file states them.
+fn arch_keys<'f>(f: &'f GgufFile, arch: &str) -> Vec<(&'f str, &'f MetaValue)> {
+    let prefix = format!("{arch}.");
+    f.metadata()
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k, v)))
+        .collect()
+}
+
 fn shape(dims: &[u64]) -> String {
     format!(
         "[{}]",
@@ -94,6 +104,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             "architecture": arch,
             "params": params.as_ref().ok(),
             "params_error": params.as_ref().err().map(ToString::to_string),
+            "hyperparameters": arch_keys(&f, &arch)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                .collect::<serde_json::Map<_, _>>(),
             "tokenizer": tok,
             "tensor_bytes": total,
             "tensors": tensors,
@@ -116,7 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_header(vec!["hyperparameter", "value"]);
-    t.add_row(vec!["architecture".to_string(), arch]);
+    t.add_row(vec!["architecture".to_string(), arch.clone()]);
     match &params {
         Ok(p) => {
             let rows: [(&str, String); 13] = [
@@ -147,9 +161,36 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             for (k, v) in rows {
                 t.add_row(vec![k.to_string(), v]);
             }
+            if p.arch == crate::gguf::Arch::Gemma3 {
+                match crate::reference::gemma3::Gemma3Params::from_gguf(&f, p) {
+                    Ok(g) => {
+                        let swa: Vec<String> = (0..p.n_layer)
+                            .filter(|&l| g.is_swa[l])
+                            .map(|l| l.to_string())
+                            .collect();
+                        let rows = [
+                            ("sliding_window", format!("{:?}", g.window)),
+                            ("sliding_window_layers", swa.join(",")),
+                            ("rope_freq_base_swa", g.local_base.to_string()),
+                            ("query_scale", g.query_scale.to_string()),
+                            ("final_logit_softcapping", format!("{:?}", g.softcap)),
+                        ];
+                        for (k, v) in rows {
+                            t.add_row(vec![k.to_string(), v]);
+                        }
+                    }
+                    Err(e) => {
+                        t.add_row(vec!["gemma3".to_string(), format!("unavailable: {e}")]);
+                    }
+                }
+            }
         }
         Err(e) => {
+            // The reference does not read this file's hyperparameters: show them as stored.
             t.add_row(vec!["params".to_string(), format!("unavailable: {e}")]);
+            for (k, v) in arch_keys(&f, &arch) {
+                t.add_row(vec![k.to_string(), v.to_string()]);
+            }
         }
     }
     let _ = writeln!(text, "{t}");

@@ -10,7 +10,7 @@ use crate::quant::GgmlType;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// tiny-llama, tiny-gpt2, tiny-qwen2, tiny-qwen3 or llama2-7b-shape.
+    /// tiny-llama, tiny-gpt2, tiny-qwen2, tiny-qwen3, tiny-gemma3 or llama2-7b-shape.
     #[arg(long)]
     pub preset: String,
     /// Type of the 2-D weight matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K..q6_K,

@@ -18,7 +18,7 @@ use crate::llamacpp::set_verbose;
 #[command(mut_arg("steps", |a| a.default_value("4")))]
 pub struct Args {
     /// GGUF model file, or a preset (tiny-llama, tiny-gpt2, tiny-qwen2, tiny-qwen3,
-    /// llama2-7b-shape) made on the fly
+    /// tiny-gemma3, llama2-7b-shape) made on the fly
     /// [default: tiny-llama, q8_0, seed 1]
     pub model: Option<PathBuf>,
     /// Prompt text (evaluated as one batch at step 0).

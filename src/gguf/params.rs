@@ -10,9 +10,19 @@ pub enum Arch {
     Gpt2,
     Qwen2,
     Qwen3,
+    Gemma3,
 }
 
 impl Arch {
+    /// Every architecture the reference covers.
+    pub const ALL: [Arch; 5] = [
+        Arch::Llama,
+        Arch::Qwen2,
+        Arch::Qwen3,
+        Arch::Gemma3,
+        Arch::Gpt2,
+    ];
+
     /// The `general.architecture` string.
     pub fn name(self) -> &'static str {
         match self {
@@ -20,6 +30,7 @@ impl Arch {
             Arch::Gpt2 => "gpt2",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3",
         }
     }
 
@@ -29,6 +40,7 @@ impl Arch {
             "gpt2" => Some(Arch::Gpt2),
             "qwen2" => Some(Arch::Qwen2),
             "qwen3" => Some(Arch::Qwen3),
+            "gemma3" => Some(Arch::Gemma3),
             _ => None,
         }
     }
@@ -261,14 +273,16 @@ impl ModelParams {
         }
 
         let eps_key = match arch {
-            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => k("attention.layer_norm_rms_epsilon"),
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 => {
+                k("attention.layer_norm_rms_epsilon")
+            }
             Arch::Gpt2 => k("attention.layer_norm_epsilon"),
         };
         let norm_eps =
             opt_f32(f, &eps_key)?.ok_or_else(|| GgufError::MissingKey(eps_key.clone()))?;
         let rope_freq_base = opt_f32(f, &k("rope.freq_base"))?.unwrap_or(10000.0);
         let rope_dim = match arch {
-            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 => {
                 let key = k("rope.dimension_count");
                 let d = opt_usize(f, &key)?.unwrap_or(head_dim);
                 // llama.cpp refuses a partial rotation for llama and asserts against one in

@@ -44,18 +44,38 @@ pub enum Preset {
     /// over 2 KV heads, per-head Q/K RMSNorm, NeoX RoPE with base 1e6, separate output, BPE
     /// vocabulary of 512 with the `qwen2` pre-tokenizer.
     TinyQwen3,
+    /// gemma3, 6 layers (five sliding-window layers with a window of
+    /// [`GEMMA3_SLIDING_WINDOW`] and RoPE base 10000, then one global layer with RoPE base 1e6
+    /// and linear RoPE scaling by 8, as Gemma 3 4B and larger), 512 wide (an embedding scale
+    /// sqrt(512) that is not a power of two), 4 heads of 64 over 2 KV heads, per-head Q/K
+    /// RMSNorm, norms after attention and after the FFN, GELU-gated FFN of 1024, SentencePiece
+    /// vocabulary of 512 with Gemma's special tokens and no space prefix. The output matrix is
+    /// separate (the published models tie it to the embedding, which the reference also
+    /// reads): tied to random embeddings scaled by sqrt(n_embd), the logits echo the input
+    /// token, every decode step feeds the same token again, and attention over identical keys
+    /// is near-uniform, where the probabilities' NMSE (normalized by their variance) measures
+    /// noise rather than arithmetic.
+    TinyGemma3,
 }
 
-pub const ALL: [Preset; 5] = [
+/// tiny-gemma3's `attention.sliding_window`: shorter than the longest test prompt, so that
+/// the window masks something.
+pub const GEMMA3_SLIDING_WINDOW: usize = 16;
+/// tiny-gemma3's `rope.scaling.factor` (linear, global layers only).
+pub const GEMMA3_ROPE_SCALE: f32 = 8.0;
+
+pub const ALL: [Preset; 6] = [
     Preset::TinyLlama,
     Preset::TinyGpt2,
     Preset::Llama2_7bShape,
     Preset::TinyQwen2,
     Preset::TinyQwen3,
+    Preset::TinyGemma3,
 ];
 
 impl Preset {
-    /// `tiny-llama`, `tiny-gpt2`, `llama2-7b-shape`, `tiny-qwen2`, `tiny-qwen3`.
+    /// `tiny-llama`, `tiny-gpt2`, `llama2-7b-shape`, `tiny-qwen2`, `tiny-qwen3`,
+    /// `tiny-gemma3`.
     pub fn parse(s: &str) -> Result<Preset, GgufError> {
         ALL.iter()
             .copied()
@@ -75,6 +95,7 @@ impl Preset {
             Preset::Llama2_7bShape => "llama2-7b-shape",
             Preset::TinyQwen2 => "tiny-qwen2",
             Preset::TinyQwen3 => "tiny-qwen3",
+            Preset::TinyGemma3 => "tiny-gemma3",
         }
     }
 
@@ -161,6 +182,25 @@ impl Preset {
                 rope_scaling: RopeScaling::unscaled(256),
                 tied_output: false,
             },
+            Preset::TinyGemma3 => ModelParams {
+                arch: Arch::Gemma3,
+                n_layer: 6,
+                n_embd: 512,
+                n_head: 4,
+                n_head_kv: 2,
+                head_dim: 64,
+                n_ff: 1024,
+                n_vocab: 512,
+                n_ctx_train: 1024,
+                norm_eps: 1e-6,
+                rope_freq_base: 1_000_000.0,
+                rope_dim: 64,
+                rope_scaling: RopeScaling {
+                    factor: GEMMA3_ROPE_SCALE,
+                    ..RopeScaling::unscaled(1024)
+                },
+                tied_output: false,
+            },
         }
     }
 }
@@ -211,12 +251,15 @@ fn tensor_specs(p: &ModelParams) -> Vec<TensorSpec> {
     let (norm, bias) = ((1.0, 0.1), (0.0, 0.1));
     let emb_std = if p.tied_output {
         2.0 / (e as f32).sqrt()
+    } else if p.arch == Arch::Gemma3 {
+        // Times sqrt(n_embd) in the graph: unit scale in the residual stream.
+        1.0 / (e as f32).sqrt()
     } else {
         1.0
     };
     t("token_embd.weight".into(), vec![e, v], true, 0.0, emb_std);
     match p.arch {
-        Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {
+        Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 => {
             let d = p.head_dim as u64;
             for i in 0..p.n_layer {
                 let b = |s: &str| format!("blk.{i}.{s}");
@@ -229,7 +272,7 @@ fn tensor_specs(p: &ModelParams) -> Vec<TensorSpec> {
                     t(b("attn_k.bias"), vec![kv_dim], false, bias.0, bias.1);
                     t(b("attn_v.bias"), vec![kv_dim], false, bias.0, bias.1);
                 }
-                if p.arch == Arch::Qwen3 {
+                if matches!(p.arch, Arch::Qwen3 | Arch::Gemma3) {
                     t(b("attn_q_norm.weight"), vec![d], false, norm.0, norm.1);
                     t(b("attn_k_norm.weight"), vec![d], false, norm.0, norm.1);
                 }
@@ -240,10 +283,23 @@ fn tensor_specs(p: &ModelParams) -> Vec<TensorSpec> {
                     0.0,
                     proj(q_dim),
                 );
+                if p.arch == Arch::Gemma3 {
+                    // Stored with Gemma's `1 +` already added, as llama.cpp's converter does.
+                    t(
+                        b("post_attention_norm.weight"),
+                        vec![e],
+                        false,
+                        norm.0,
+                        norm.1,
+                    );
+                }
                 t(b("ffn_norm.weight"), vec![e], false, norm.0, norm.1);
                 t(b("ffn_gate.weight"), vec![e, ff], true, 0.0, proj(e));
                 t(b("ffn_up.weight"), vec![e, ff], true, 0.0, proj(e));
                 t(b("ffn_down.weight"), vec![ff, e], true, 0.0, proj(ff));
+                if p.arch == Arch::Gemma3 {
+                    t(b("post_ffw_norm.weight"), vec![e], false, norm.0, norm.1);
+                }
             }
             t("output_norm.weight".into(), vec![e], false, norm.0, norm.1);
         }
@@ -460,7 +516,7 @@ fn writer_for(
     w.add_meta(k("feed_forward_length"), u32_meta(p.n_ff))?;
     w.add_meta(k("attention.head_count"), u32_meta(p.n_head))?;
     match p.arch {
-        Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {
+        Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 => {
             w.add_meta(k("attention.head_count_kv"), u32_meta(p.n_head_kv))?;
             if p.head_dim * p.n_head != p.n_embd {
                 w.add_meta(k("attention.key_length"), u32_meta(p.head_dim))?;
@@ -475,6 +531,20 @@ fn writer_for(
             if p.arch == Arch::Llama {
                 w.add_meta(k("vocab_size"), u32_meta(p.n_vocab))?;
             }
+            if p.arch == Arch::Gemma3 {
+                // As published Gemma 3 files: the window, linear scaling of the global
+                // layers' RoPE; no pattern key (llama.cpp's default: every sixth layer is
+                // global) and no local base (llama.cpp's default 10000).
+                w.add_meta(
+                    k("attention.sliding_window"),
+                    u32_meta(GEMMA3_SLIDING_WINDOW),
+                )?;
+                w.add_meta(k("rope.scaling.type"), MetaValue::Str("linear".into()))?;
+                w.add_meta(
+                    k("rope.scaling.factor"),
+                    MetaValue::F32(p.rope_scaling.factor),
+                )?;
+            }
         }
         Arch::Gpt2 => {
             w.add_meta(
@@ -487,6 +557,7 @@ fn writer_for(
         Arch::Llama => vocab::spm(p.n_vocab),
         Arch::Gpt2 => vocab::gpt2(p.n_vocab),
         Arch::Qwen2 | Arch::Qwen3 => vocab::qwen2(p.n_vocab),
+        Arch::Gemma3 => vocab::gemma(p.n_vocab),
     };
     for (key, v) in tok {
         w.add_meta(key, v)?;

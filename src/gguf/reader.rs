@@ -54,7 +54,7 @@ pub enum GgufError {
     /// A key is present but its value does not fit its use.
     #[error("metadata key '{key}': {msg}")]
     BadValue { key: String, msg: String },
-    #[error("unsupported architecture '{0}' (supported: llama, gpt2)")]
+    #[error("unsupported architecture '{0}' (supported: llama, qwen2, qwen3, gemma3, gpt2)")]
     UnsupportedArch(String),
     /// The writer was asked for something the format cannot hold.
     #[error("{0}")]

@@ -191,6 +191,43 @@ pub(crate) fn spm(n_vocab: usize) -> TokenizerMeta {
     ]
 }
 
+/// The SentencePiece vocabulary of [`spm`] laid out as Gemma's: `<pad>` 0, `<eos>` 1,
+/// `<bos>` 2, the chat markers `<start_of_turn>` and `<end_of_turn>` (control tokens, as in
+/// the published files: their text is not parsed with `parse_special = false`), `<unk>` last,
+/// and no space prefix (`add_space_prefix = false`, as Gemma files set it).
+pub(crate) fn gemma(n_vocab: usize) -> TokenizerMeta {
+    let mut meta = spm(n_vocab);
+    let n = n_vocab;
+    let set_token = |meta: &mut TokenizerMeta, id: usize, text: &str, ty: i32| {
+        for (k, v) in meta.iter_mut() {
+            match (*k, v) {
+                ("tokenizer.ggml.tokens", MetaValue::Array(a)) => {
+                    a[id] = MetaValue::Str(text.into())
+                }
+                ("tokenizer.ggml.token_type", MetaValue::Array(a)) => a[id] = MetaValue::I32(ty),
+                ("tokenizer.ggml.scores", MetaValue::Array(a)) => a[id] = MetaValue::F32(0.0),
+                _ => {}
+            }
+        }
+    };
+    set_token(&mut meta, 0, "<pad>", TYPE_CONTROL);
+    set_token(&mut meta, 1, "<eos>", TYPE_CONTROL);
+    set_token(&mut meta, 2, "<bos>", TYPE_CONTROL);
+    set_token(&mut meta, n - 3, "<start_of_turn>", TYPE_CONTROL);
+    set_token(&mut meta, n - 2, "<end_of_turn>", TYPE_CONTROL);
+    set_token(&mut meta, n - 1, "<unk>", TYPE_UNKNOWN);
+    for (k, v) in meta.iter_mut() {
+        *v = match *k {
+            "tokenizer.ggml.bos_token_id" => MetaValue::U32(2),
+            "tokenizer.ggml.eos_token_id" => MetaValue::U32(1),
+            "tokenizer.ggml.unknown_token_id" => MetaValue::U32((n - 1) as u32),
+            "tokenizer.ggml.add_space_prefix" => MetaValue::Bool(false),
+            _ => continue,
+        };
+    }
+    meta
+}
+
 /// GPT-2's byte-to-character table (`bytes_to_unicode` in its encoder.py), in GPT-2's order:
 /// printable bytes map to themselves, the rest to U+0100 onwards.
 pub(crate) fn gpt2_byte_chars() -> Vec<(u8, char)> {

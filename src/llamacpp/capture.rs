@@ -29,7 +29,8 @@ pub struct NodeRule {
     pub name: CheckpointName,
     /// Exact llama.cpp node name, e.g. `Qcur-3` or `cache_k_l3 (view)`.
     pub node: String,
-    /// ggml op name of the node to take among those that share the name.
+    /// ggml op name of the node to take among those that share the name; empty for the last
+    /// node of that name whatever its op.
     pub op: &'static str,
     pub layout: Layout,
 }
@@ -41,9 +42,7 @@ pub enum GraphFamily {
     Gpt2,
     Qwen2,
     Qwen3,
-    /// Architectures the reference does not implement, judged against HF transformers on the
-    /// layer outputs and logits only (phi3).
-    LayerOutputs,
+    Gemma3,
 }
 
 /// One per-layer checkpoint of a family's graph: the kind, the node's name with `{L}` for the
@@ -59,6 +58,9 @@ struct FamilyGraph {
     layer: &'static [&'static [Row]],
     /// The op of the final norm's node (`result_norm`).
     result_norm_op: &'static str,
+    /// The op of the logits' node (`result_output`): the output MUL_MAT, or empty for the last
+    /// node of that name (gemma3's soft-capping ends in a SCALE named `result_output`).
+    result_output_op: &'static str,
 }
 
 use Layout::{CacheK as CK, CacheVTransposed as CV, Direct, SoftMax as SM};
@@ -133,6 +135,7 @@ const LLAMA: FamilyGraph = FamilyGraph {
         SWIGLU_FFN,
     ],
     result_norm_op: "MUL",
+    result_output_op: "MUL_MAT",
 };
 
 /// src/models/qwen2.cpp.
@@ -146,6 +149,7 @@ const QWEN2: FamilyGraph = FamilyGraph {
         SWIGLU_FFN,
     ],
     result_norm_op: "MUL",
+    result_output_op: "MUL_MAT",
 };
 
 /// src/models/qwen3.cpp.
@@ -159,6 +163,35 @@ const QWEN3: FamilyGraph = FamilyGraph {
         SWIGLU_FFN,
     ],
     result_norm_op: "MUL",
+    result_output_op: "MUL_MAT",
+};
+
+/// src/models/gemma3.cpp: the embedding rows times sqrt(n_embd) are `inp_scaled` (the MUL);
+/// qwen3's normed Q and K (the query's SCALE by `1/sqrt(head_dim)` after RoPE is unnamed and
+/// not a checkpoint); the attention output's norm (`attn_post_norm-L`), the residual
+/// (`sa_out-L`), the GELU-gated FFN (`build_ffn` with `LLM_FFN_GELU, LLM_FFN_PAR`: a GLU), the
+/// FFN output's norm (`ffn_post_norm-L`) and the second residual.
+const GEMMA3: FamilyGraph = FamilyGraph {
+    embd: ("inp_scaled", "MUL"),
+    layer: &[
+        RMS_ATTN_NORM,
+        QK_NORM_ROPE_V,
+        ATTENTION,
+        ATTN_OUT_BY_WEIGHT,
+        &[
+            Row(Kind::AttnPostNorm, "attn_post_norm-{L}", "MUL", D2),
+            Row(Kind::FfnInp, "sa_out-{L}", "ADD", D2),
+            Row(Kind::FfnNorm, "ffn_norm-{L}", "MUL", D2),
+            Row(Kind::FfnGate, "ffn_gate-{L}", "MUL_MAT", D2),
+            Row(Kind::FfnUp, "ffn_up-{L}", "MUL_MAT", D2),
+            Row(Kind::FfnGeglu, "ffn_geglu-{L}", "GLU", D2),
+            Row(Kind::FfnOut, "ffn_out-{L}", "MUL_MAT", D2),
+            Row(Kind::FfnPostNorm, "ffn_post_norm-{L}", "MUL", D2),
+            Row(Kind::LOut, "l_out-{L}", "ADD", D2),
+        ],
+    ],
+    result_norm_op: "MUL",
+    result_output_op: "",
 };
 
 /// src/models/gpt2.cpp: LayerNorm with bias (the ADD), Q, K and V as strided VIEWs of the fused
@@ -185,18 +218,8 @@ const GPT2: FamilyGraph = FamilyGraph {
         ],
     ],
     result_norm_op: "ADD",
+    result_output_op: "MUL_MAT",
 };
-
-/// src/models/phi3.cpp (and any graph with `build_inp_embd`, `l_out-L` as the residual ADD and
-/// an RMSNorm `result_norm`): the embedding, each layer's output, the final norm and logits.
-const LAYER_OUTPUTS: FamilyGraph = FamilyGraph {
-    embd: ("embd", "GET_ROWS"),
-    layer: &[&[Row(Kind::LOut, "l_out-{L}", "ADD", D2)]],
-    result_norm_op: "MUL",
-};
-
-/// The catalogue of [`GraphFamily::LayerOutputs`].
-const LAYER_OUTPUT_KINDS: [Kind; 1] = [Kind::LOut];
 
 impl GraphFamily {
     pub fn from_architecture(arch: &str) -> Option<Self> {
@@ -205,7 +228,7 @@ impl GraphFamily {
             "gpt2" => Some(GraphFamily::Gpt2),
             "qwen2" => Some(GraphFamily::Qwen2),
             "qwen3" => Some(GraphFamily::Qwen3),
-            "phi3" => Some(GraphFamily::LayerOutputs),
+            "gemma3" => Some(GraphFamily::Gemma3),
             _ => None,
         }
     }
@@ -216,7 +239,7 @@ impl GraphFamily {
             GraphFamily::Gpt2 => &GPT2,
             GraphFamily::Qwen2 => &QWEN2,
             GraphFamily::Qwen3 => &QWEN3,
-            GraphFamily::LayerOutputs => &LAYER_OUTPUTS,
+            GraphFamily::Gemma3 => &GEMMA3,
         }
     }
 
@@ -227,7 +250,7 @@ impl GraphFamily {
             GraphFamily::Gpt2 => &Kind::GPT2,
             GraphFamily::Qwen2 => &Kind::QWEN2,
             GraphFamily::Qwen3 => &Kind::QWEN3,
-            GraphFamily::LayerOutputs => &LAYER_OUTPUT_KINDS,
+            GraphFamily::Gemma3 => &Kind::GEMMA3,
         }
     }
 
@@ -262,10 +285,73 @@ pub fn rules(family: GraphFamily, n_layer: u32) -> Vec<NodeRule> {
     v.push(NodeRule {
         name: CheckpointName::ResultOutput,
         node: "result_output".into(),
-        op: "MUL_MAT",
+        op: g.result_output_op,
         layout: Layout::Direct { rank: 2 },
     });
     v
+}
+
+/// The checkpoints llama.cpp names the same way in every family's graph (`llm_graph_context`
+/// and the graph builders' shared conventions), taken from the last node of each name: what
+/// `extract` maps for an architecture without a catalogue. A family may lack some of them
+/// (gemma3 has no `ffn_inp`); those are skipped.
+pub fn universal_rules(n_layer: u32) -> Vec<NodeRule> {
+    let rule = |name: CheckpointName, node: String| NodeRule {
+        name,
+        node,
+        op: "",
+        layout: Layout::Direct { rank: 2 },
+    };
+    let mut v = vec![rule(CheckpointName::InpEmbd, "embd".into())];
+    for layer in 0..n_layer {
+        for (kind, node) in [
+            (Kind::AttnNorm, "attn_norm"),
+            (Kind::KqvOut, "kqv_out"),
+            (Kind::FfnInp, "ffn_inp"),
+            (Kind::FfnNorm, "ffn_norm"),
+            (Kind::FfnOut, "ffn_out"),
+            (Kind::LOut, "l_out"),
+        ] {
+            v.push(rule(
+                CheckpointName::layer(layer, kind),
+                format!("{node}-{layer}"),
+            ));
+        }
+    }
+    v.push(rule(CheckpointName::ResultNorm, "result_norm".into()));
+    v.push(rule(CheckpointName::ResultOutput, "result_output".into()));
+    v
+}
+
+/// The checkpoint name of the `index`-th node of a step's graph (`extract --all-nodes`):
+/// `node.{index}.{name}.{op}` with the index zero-padded so that names sort in graph order,
+/// and every character of the node's name outside `[A-Za-z0-9_-]` (spaces, parentheses,
+/// slashes, dots) replaced by `_`, so that the name is a safe file name on every file system
+/// and unique even where the file system ignores case.
+pub fn node_checkpoint(index: usize, name: &str, op: &str) -> CheckpointName {
+    let safe = |s: &str, max: usize| -> String {
+        let t: String = s
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(max)
+            .collect();
+        if t.is_empty() {
+            "unnamed".into()
+        } else {
+            t
+        }
+    };
+    CheckpointName::Other(format!(
+        "node.{index:05}.{}.{}",
+        safe(name, 96),
+        safe(op, 32)
+    ))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -291,7 +377,7 @@ pub fn take(rule: &NodeRule, captures: &[Capture], filled: usize) -> Result<Tens
     let c = captures
         .iter()
         .rev()
-        .find(|c| c.name == rule.node && c.op == rule.op)
+        .find(|c| c.name == rule.node && (rule.op.is_empty() || c.op == rule.op))
         .ok_or_else(|| CaptureError::Missing {
             name: rule.name.clone(),
             node: rule.node.clone(),
@@ -352,6 +438,23 @@ pub fn take(rule: &NodeRule, captures: &[Capture], filled: usize) -> Result<Tens
 mod tests {
     use super::*;
 
+    #[test]
+    fn node_names_are_safe_file_names_in_graph_order() {
+        let a = node_checkpoint(7, "cache_k_l0 (view)", "VIEW").to_string();
+        assert_eq!(a, "node.00007.cache_k_l0__view_.VIEW");
+        let b = node_checkpoint(12, "a/b\\c:d*?<>|.", "MUL_MAT").to_string();
+        assert!(b
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+        assert_eq!(
+            node_checkpoint(3, "", "ADD").to_string(),
+            "node.00003.unnamed.ADD"
+        );
+        let mut names = vec![b.clone(), a.clone()];
+        names.sort();
+        assert_eq!(names, [a, b]);
+    }
+
     /// Each family's table lists exactly its catalogue, in catalogue order.
     #[test]
     fn tables_match_the_catalogues() {
@@ -360,7 +463,7 @@ mod tests {
             GraphFamily::Gpt2,
             GraphFamily::Qwen2,
             GraphFamily::Qwen3,
-            GraphFamily::LayerOutputs,
+            GraphFamily::Gemma3,
         ] {
             let kinds: Vec<Kind> = f.rows().map(|r| r.0).collect();
             assert_eq!(kinds, f.kinds(), "{f:?}");

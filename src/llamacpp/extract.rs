@@ -1,5 +1,11 @@
 //! The extract job: tokenize with llama.cpp, evaluate the prompt as one batch (step 0), then
 //! greedy decode steps of one token each, dumping every catalogued checkpoint of every step.
+//!
+//! Any architecture the pinned llama.cpp loads is extracted: one with a catalogue
+//! ([`GraphFamily`]) gets all of it; any other the checkpoints llama.cpp names the same way in
+//! every graph ([`capture::universal_rules`]). With `all_nodes`, every node of every step's
+//! graph is dumped too, under [`capture::node_checkpoint`] names, with its ggml op in the
+//! manifest.
 
 use std::path::{Path, PathBuf};
 
@@ -27,8 +33,6 @@ pub struct ExtractOptions {
 pub enum ExtractError {
     #[error("{path}: {reason}")]
     Model { path: PathBuf, reason: String },
-    #[error("architecture {0:?} has no checkpoint catalogue (supported: llama, gpt2, qwen2, qwen3; phi3 layer outputs only)")]
-    Architecture(String),
     #[error("the prompt tokenizes to no tokens")]
     EmptyPrompt,
     #[error(transparent)]
@@ -60,9 +64,6 @@ pub fn check_model_file(path: &Path) -> Result<(), ExtractError> {
     }
     let file = crate::gguf::GgufFile::open(path).map_err(|e| err(e.to_string()))?;
     let arch = file.architecture().map_err(|e| err(e.to_string()))?;
-    if GraphFamily::from_architecture(arch).is_none() {
-        return Err(ExtractError::Architecture(arch.to_string()));
-    }
     // llama.cpp asserts (aborting the process) on a RoPE scaling type it does not know.
     let key = format!("{arch}.rope.scaling.type");
     if let Some(v) = file.get(&key) {
@@ -96,13 +97,24 @@ pub fn extract(
     out: &Path,
     opts: &ExtractOptions,
 ) -> Result<ExtractSummary, ExtractError> {
+    extract_nodes(model, prompt, out, opts, false)
+}
+
+/// [`extract`], and with `all_nodes` every node of every step's graph besides (the filter
+/// applies to the catalogue's checkpoints only).
+pub fn extract_nodes(
+    model: &Path,
+    prompt: &str,
+    out: &Path,
+    opts: &ExtractOptions,
+    all_nodes: bool,
+) -> Result<ExtractSummary, ExtractError> {
     check_model_file(model)?;
     // A context large enough for the usual prompt; reopened below if the prompt is longer.
     let mut n_ctx = 512;
     let mut session = Session::open(model, n_ctx, opts.kv_type, opts.threads, opts.repack)?;
     let arch = session.meta("general.architecture").unwrap_or_default();
-    let family = GraphFamily::from_architecture(&arch)
-        .ok_or_else(|| ExtractError::Architecture(arch.clone()))?;
+    let family = GraphFamily::from_architecture(&arch);
     let prompt_tokens = session.tokenize(prompt, true, false)?;
     if prompt_tokens.is_empty() {
         return Err(ExtractError::EmptyPrompt);
@@ -120,14 +132,21 @@ pub fn extract(
             .as_ref()
             .is_none_or(|g| g.is_match(name.to_string()))
     };
-    let rules: Vec<_> = capture::rules(family, dims.n_layer as u32)
-        .into_iter()
-        .filter(|r| wanted(&r.name))
-        .collect();
+    let rules: Vec<_> = match family {
+        Some(f) => capture::rules(f, dims.n_layer as u32),
+        None => capture::universal_rules(dims.n_layer as u32),
+    }
+    .into_iter()
+    .filter(|r| wanted(&r.name))
+    .collect();
     let mut nodes: Vec<String> = rules.iter().map(|r| r.node.clone()).collect();
     nodes.sort();
     nodes.dedup();
-    session.capture_names(&nodes)?;
+    if all_nodes {
+        session.capture_all_and(&nodes)?;
+    } else {
+        session.capture_names(&nodes)?;
+    }
 
     let mut manifest = Manifest::new("llama.cpp");
     manifest.producer_detail = producer_detail();
@@ -155,7 +174,30 @@ pub fn extract(
             writer.add(step, &CheckpointName::Tokens, &ids)?;
         }
         for rule in &rules {
-            writer.add(step, &rule.name, &capture::take(rule, &captures, filled)?)?;
+            match capture::take(rule, &captures, filled) {
+                Ok(t) => writer.add(step, &rule.name, &t)?,
+                // Without a catalogue, a universal checkpoint the family lacks is left out.
+                Err(_) if family.is_none() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if all_nodes {
+            // Nodes captured a second time under a "src:" name are dumped once, as themselves.
+            let graph = captures.iter().filter(|c| !c.name.starts_with("src:"));
+            for (i, c) in graph.enumerate() {
+                // ggml's ne reversed, without the outer dimensions of one.
+                let mut shape: Vec<usize> = c.ne.iter().rev().copied().collect();
+                while shape.len() > 1 && shape[0] == 1 {
+                    shape.remove(0);
+                }
+                let t = Tensor::new(shape, c.data.clone());
+                writer.add_node(
+                    step,
+                    &capture::node_checkpoint(i, &c.name, &c.op),
+                    &c.op,
+                    &t,
+                )?;
+            }
         }
         let last = session
             .logits(input.len() - 1, dims.n_vocab)

@@ -226,6 +226,26 @@ impl Session {
         unsafe { ffi::llorch_capture_names(self.raw.as_ptr(), std::ptr::null(), -1) };
     }
 
+    /// Captures every F32/F16/BF16/I32 node under its own name and, a second time, each node
+    /// that a `src:NAME` among `names` asks for (see [`Session::capture_names`]).
+    pub fn capture_all_and(&mut self, names: &[String]) -> Result<(), LlamaError> {
+        let owned: Vec<CString> = names
+            .iter()
+            .map(|n| {
+                CString::new(n.as_str())
+                    .map_err(|_| LlamaError::Usage(format!("node name {n:?} has a NUL")))
+            })
+            .collect::<Result<_, _>>()?;
+        let ptrs: Vec<*const std::os::raw::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+        let n = -(ptrs.len() as i32) - 1;
+        // SAFETY: ptrs point into `owned`, alive for the call; the shim copies the strings.
+        let rc = unsafe { ffi::llorch_capture_names(self.raw.as_ptr(), ptrs.as_ptr(), n) };
+        if rc != 0 {
+            return Err(last_error());
+        }
+        Ok(())
+    }
+
     /// Evaluates `tokens` at positions `pos0..` and returns the captured nodes in graph order.
     pub fn decode(&mut self, tokens: &[i32], pos0: usize) -> Result<Vec<Capture>, LlamaError> {
         // SAFETY: tokens is valid for its length.

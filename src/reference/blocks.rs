@@ -171,6 +171,11 @@ impl<'f> EmbedHead<'f> {
         })
     }
 
+    /// The embedding rows of `tokens`, untapped.
+    pub fn rows(&self, tokens: &[i32]) -> Result<Vec<f32>, ReferenceError> {
+        ops::embedding_rows(&self.token_embd, tokens)
+    }
+
     /// The embedding rows of `tokens`, tapped as `inp_embd`.
     pub fn embed(
         &self,
@@ -191,11 +196,35 @@ impl<'f> EmbedHead<'f> {
         x: &[f32],
         taps: &mut Taps<'_>,
     ) -> Result<Vec<f32>, ReferenceError> {
+        self.logits_capped(run, p, x, None, taps)
+    }
+
+    /// [`EmbedHead::logits`], with `softcap` the final logit soft-capping
+    /// `cap * tanh(logits / cap)` (ggml: a scale by `1/cap`, `tanhf`, a scale by `cap`).
+    pub fn logits_capped(
+        &self,
+        run: &Run,
+        p: &ModelParams,
+        x: &[f32],
+        softcap: Option<f32>,
+        taps: &mut Taps<'_>,
+    ) -> Result<Vec<f32>, ReferenceError> {
         let num = &run.numerics;
         let t = x.len() / p.n_embd;
         let norm = norm_rows(num, x, run.norm_eps(p), &self.output_norm);
         taps.put(CheckpointName::ResultNorm, &[t, p.n_embd], &norm)?;
-        let logits = ops::matmul(num, &self.output, &norm, t)?;
+        let mut logits = ops::matmul(num, &self.output, &norm, t)?;
+        if let Some(cap) = softcap {
+            let inv = 1.0 / cap;
+            for v in &mut logits {
+                *v = match num.mode {
+                    super::Mode::Ggml => (*v * inv).tanh() * cap,
+                    super::Mode::Exact => {
+                        ((f64::from(*v) / f64::from(cap)).tanh() * f64::from(cap)) as f32
+                    }
+                };
+            }
+        }
         taps.put(CheckpointName::ResultOutput, &[t, p.n_vocab], &logits)?;
         Ok(logits)
     }

@@ -1,7 +1,7 @@
 //! The Rust reference forward pass: an independent producer of the same checkpoints as
 //! llama.cpp, from the same GGUF file and prompt.
 //!
-//! - [`llama`], [`qwen2`], [`qwen3`] and [`gpt2`] read top-down like the mathematics, with one tap per checkpoint at
+//! - [`llama`], [`qwen2`], [`qwen3`], [`gemma3`] and [`gpt2`] read top-down like the mathematics, with one tap per checkpoint at
 //!   the line that computes it;
 //! - [`blocks`] holds the pieces the llama-style families share (Q/K/V projections, SwiGLU
 //!   FFN, embedding and output head), [`rope`] RoPE with frequency factors and scaling;
@@ -17,6 +17,7 @@
 //! off unless named explicitly, and a faulted run says so in its manifest.
 
 pub mod blocks;
+pub mod gemma3;
 pub mod gpt2;
 mod kernels;
 pub mod llama;
@@ -68,10 +69,23 @@ pub enum Fault {
     NoQkBias,
     /// The per-head RMSNorm of Q and K skipped (`Qcur_normed`; qwen3).
     SkipQkNorm,
+    /// Embeddings not scaled by sqrt(n_embd) (`inp_embd`; gemma3).
+    NoEmbdScale,
+    /// The norm after the attention output skipped (`attn_post_norm`; gemma3).
+    SkipPostNorm,
+    /// The sliding window applied to the global layers too (`kq_soft_max` of the first
+    /// global layer, once a prompt is longer than the window; gemma3).
+    SwaEverywhere,
+    /// No sliding window anywhere (`kq_soft_max` of the first layer, once a prompt is longer
+    /// than the window; gemma3).
+    NoSwa,
+    /// The global RoPE base in the sliding-window layers instead of their own
+    /// (`Qcur_rope`; gemma3).
+    LocalRopeBase,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 15] = [
         Fault::RopeBase,
         Fault::RopeNeox,
         Fault::GqaModulo,
@@ -82,6 +96,11 @@ impl Fault {
         Fault::KvF32,
         Fault::NoQkBias,
         Fault::SkipQkNorm,
+        Fault::NoEmbdScale,
+        Fault::SkipPostNorm,
+        Fault::SwaEverywhere,
+        Fault::NoSwa,
+        Fault::LocalRopeBase,
     ];
 
     /// Whether the fault changes anything on a model of `arch` whose Q/K/V projections have
@@ -91,7 +110,12 @@ impl Fault {
             Fault::RopeBase | Fault::RopeNeox | Fault::PosOffByOne => arch != Arch::Gpt2,
             Fault::GateUpSwap => arch != Arch::Gpt2,
             Fault::NoQkBias => qkv_bias && arch != Arch::Gpt2,
-            Fault::SkipQkNorm => arch == Arch::Qwen3,
+            Fault::SkipQkNorm => matches!(arch, Arch::Qwen3 | Arch::Gemma3),
+            Fault::NoEmbdScale
+            | Fault::SkipPostNorm
+            | Fault::SwaEverywhere
+            | Fault::NoSwa
+            | Fault::LocalRopeBase => arch == Arch::Gemma3,
             _ => true,
         }
     }
@@ -135,7 +159,12 @@ pub struct ReferenceOptions {
 pub enum ReferenceError {
     #[error("{path}: {reason}")]
     Model { path: PathBuf, reason: String },
-    #[error("architecture {0:?} is not supported by the reference (supported: llama, qwen2, qwen3, gpt2)")]
+    #[error(
+        "the reference does not cover architecture {arch:?} (it covers {covered}); `extract` \
+         still dumps its universal checkpoints and --all-nodes",
+        arch = .0,
+        covered = Arch::ALL.map(Arch::name).join(", ")
+    )]
     Architecture(String),
     /// A tensor or metadata key the reference does not implement, named.
     #[error("{0}")]
@@ -212,6 +241,15 @@ impl Run {
         }
     }
 
+    /// A family's own attention scale, unless the fault drops it.
+    fn attn_scale_of(&self, scale: f32) -> f32 {
+        if self.has(Fault::NoAttnScale) {
+            1.0
+        } else {
+            scale
+        }
+    }
+
     /// The RoPE to apply, with the RoPE faults.
     fn rope<'r>(&self, rope: &'r rope::Rope) -> std::borrow::Cow<'r, rope::Rope> {
         let mut r = std::borrow::Cow::Borrowed(rope);
@@ -247,9 +285,27 @@ impl Run {
         &self,
         layer: usize,
         cache: &mut KvCache,
+        qkv: [&[f32]; 3],
+        pos0: usize,
+        heads: Heads,
+        taps: &mut Taps<'_>,
+    ) -> Result<Vec<f32>, ReferenceError> {
+        let scale = self.attn_scale(heads.head_dim);
+        self.attend_with(layer, cache, qkv, pos0, heads, scale, None, taps)
+    }
+
+    /// [`Run::attend`] with the scores scaled by `scale` (llama.cpp's `kq_scale`) and, with
+    /// `window`, each query seeing only the keys less than `window` positions back.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attend_with(
+        &self,
+        layer: usize,
+        cache: &mut KvCache,
         [q, k, v]: [&[f32]; 3],
         pos0: usize,
         heads: Heads,
+        scale: f32,
+        window: Option<usize>,
         taps: &mut Taps<'_>,
     ) -> Result<Vec<f32>, ReferenceError> {
         let Heads {
@@ -269,7 +325,8 @@ impl Run {
             q,
             pos0..filled,
             heads,
-            self.attn_scale(d),
+            scale,
+            window,
             |h| self.kv_head(heads, h),
         );
         taps.put(blk(Kind::KqSoftMax), &[n_head, t, filled], &att.probs)?;
@@ -355,6 +412,7 @@ fn load<'f>(
         Arch::Gpt2 => Box::new(gpt2::Gpt2::load(file, params)?),
         Arch::Qwen2 => Box::new(qwen2::Qwen2::load(file, params)?),
         Arch::Qwen3 => Box::new(qwen3::Qwen3::load(file, params)?),
+        Arch::Gemma3 => Box::new(gemma3::Gemma3::load(file, params)?),
     })
 }
 

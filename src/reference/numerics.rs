@@ -21,6 +21,8 @@
 //! | F16 (BF16) KV cache: K and V rounded to f16 (bf16) on store; Q rounded likewise for K·Q and the probabilities for V·P (F16's and BF16's `vec_dot_type` are themselves) | ggml-cpu/ops.cpp `set_rows`, ggml-cpu.c `mul_mat` with F16/BF16 `src0` |
 //! | GELU through the f16 table: `x` rounded to f16, `gelu` looked up (computed in f32, rounded to f16); 0 below -10, `x` above 10 | ggml-cpu/vec.h `ggml_vec_gelu_f32` (`GGML_GELU_FP16`), ggml-cpu.c table init |
 //! | SwiGLU: `x/(1+v_expf(-x)) * g` in f32 by groups of eight, `expf` for the tail | ggml-cpu/vec.cpp `ggml_vec_swiglu_f32`, vec.h `ggml_v_silu` |
+//! | GEGLU (gemma3, in `ops::geglu`): the GELU table times `g`; `0` (positive) at or below -10, `x*g` at or above 10 | ggml-cpu/vec.h `ggml_vec_geglu_f32` (`GGML_GELU_FP16`) |
+//! | sliding-window attention (gemma3, in `ops::attention`): the keys outside the window set to -inf before the softmax, as the SWA mask adds, so the sums take the same lanes | llama-hparams.h `is_masked_swa`, llama-kv-cache.cpp `set_input_kq_mask` |
 //! | softmax and SiLU exponentials through `ggml_v_expf`, ggml's vectorized `expf` | ggml-cpu/vec.h |
 //! | K·Q and V·P summed in ggml's lane order: `ggml_vec_dot_f32/f16` for one column, llamafile's `tinyBLAS` for two or more | ggml-cpu/vec.cpp, llamafile/sgemm.cpp |
 //! | RoPE rotation contracted to FMAs by GCC: `fma(x0, cos, -(x1*sin))`, `fma(x0, sin, x1*cos)` | ggml-cpu/ops.cpp `rotate_pairs` |

@@ -247,6 +247,7 @@ pub struct Attention {
 /// Causal attention of the queries for cache cells `cells` (`q` is `[t, n_head, head_dim]`) over
 /// the cache, which holds every cell up to `cells.end`. `kv_head` maps a query head to its KV
 /// head.
+#[allow(clippy::too_many_arguments)]
 pub fn attention(
     num: &Numerics,
     cache: &KvCache,
@@ -254,16 +255,30 @@ pub fn attention(
     cells: std::ops::Range<usize>,
     heads: Heads,
     scale: f32,
+    window: Option<usize>,
     kv_head: impl Fn(usize) -> usize + Sync,
 ) -> Attention {
-    if let Some(att) = attention_vectorized(num, cache, q, cells.clone(), heads, scale, &kv_head) {
+    let w = window;
+    if let Some(att) = attention_vectorized(num, cache, q, cells.clone(), heads, scale, w, &kv_head)
+    {
         return att;
     }
-    attention_generic(num, cache, q, cells, heads, scale, kv_head)
+    attention_generic(num, cache, q, cells, heads, scale, w, kv_head)
+}
+
+/// A sliding window's mask (llama.cpp's `is_masked_swa`, `LLAMA_SWA_TYPE_STANDARD`): the
+/// query at position `visible - 1` sees the key at `p` only when `visible - 1 - p < window`;
+/// the cells before are set to -inf, as ggml's mask adds, so that the softmax sums the
+/// same lanes.
+fn mask_window(row: &mut [f32], visible: usize, window: Option<usize>) {
+    if let Some(w) = window {
+        row[..visible.saturating_sub(w)].fill(f32::NEG_INFINITY);
+    }
 }
 
 /// [`attention`] through [`Numerics::attn_dot`], one dot product at a time: the definition the
 /// vectorized path reproduces, and the path of exact mode.
+#[allow(clippy::too_many_arguments)]
 fn attention_generic(
     num: &Numerics,
     cache: &KvCache,
@@ -271,6 +286,7 @@ fn attention_generic(
     cells: std::ops::Range<usize>,
     heads: Heads,
     scale: f32,
+    window: Option<usize>,
     kv_head: impl Fn(usize) -> usize + Sync,
 ) -> Attention {
     let Heads {
@@ -300,6 +316,7 @@ fn attention_generic(
                 for (f, s) in row[..visible].iter_mut().enumerate() {
                     *s = num.attn_dot(kq, &query, &keys[f * n_head_kv + hk]);
                 }
+                mask_window(row, visible, window);
                 num.softmax_masked(row, visible, scale);
             }
         });
@@ -333,6 +350,7 @@ fn attention_generic(
 /// to the cache type as [`Numerics::operand`] rounds them) and the same sums, parallel over
 /// (head, query) rows for K·Q and the softmax and over tokens for V·P. `None` where those kernels
 /// do not apply (exact mode, a CPU without AVX2).
+#[allow(clippy::too_many_arguments)]
 fn attention_vectorized(
     num: &Numerics,
     cache: &KvCache,
@@ -340,6 +358,7 @@ fn attention_vectorized(
     cells: std::ops::Range<usize>,
     heads: Heads,
     scale: f32,
+    window: Option<usize>,
     kv_head: &(impl Fn(usize) -> usize + Sync),
 ) -> Option<Attention> {
     let Heads {
@@ -356,7 +375,7 @@ fn attention_vectorized(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (q, pos0, scale, kv_head, kq_sum, pv_sum);
+        let _ = (q, pos0, scale, window, kv_head, kq_sum, pv_sum);
         None
     }
     #[cfg(target_arch = "x86_64")]
@@ -386,6 +405,7 @@ fn attention_vectorized(
                         kv_head(h) * d,
                         &mut row[..visible],
                     );
+                    mask_window(row, visible, window);
                     kernels::softmax_row(row, visible, scale);
                 }
                 row[visible..].fill(0.0);
@@ -428,6 +448,21 @@ fn attention_vectorized(
 }
 
 /// `silu(gate) * up` for every row (`[t, n]` each), parallel over rows.
+/// `gelu(gate) * up` elementwise (ggml's GEGLU, `ggml_vec_geglu_f32`): in ggml mode GELU
+/// through the f16 table ([`Numerics::gelu`]) with ggml's own ends, 0 at or below -10 and
+/// `gate * up` at or above 10.
+pub fn geglu(num: &Numerics, gate: &[f32], up: &[f32]) -> Vec<f32> {
+    gate.par_iter()
+        .zip(up.par_iter())
+        .map(|(&g, &u)| match num.mode {
+            Mode::Ggml if g <= -10.0 => 0.0,
+            Mode::Ggml if g >= 10.0 => g * u,
+            Mode::Ggml => num.gelu(g) * u,
+            Mode::Exact => (f64::from(num.gelu(g)) * f64::from(u)) as f32,
+        })
+        .collect()
+}
+
 pub fn swiglu(num: &Numerics, gate: &[f32], up: &[f32], n: usize) -> Vec<f32> {
     let mut act = vec![0f32; gate.len()];
     let fast = num.mode == Mode::Ggml && kernels::available();
@@ -496,14 +531,33 @@ mod tests {
                 );
                 let q = values(3, t * heads.n_head * heads.head_dim);
                 let kv_head = |h: usize| heads.kv_head(h);
-                let fast =
-                    attention_vectorized(&num, &cache, &q, pos0..filled, heads, 0.125, &kv_head)
-                        .expect("ggml mode on an AVX2 CPU");
-                let slow = attention_generic(&num, &cache, &q, pos0..filled, heads, 0.125, kv_head);
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                let what = format!("{kv:?} d={head_dim} {pos0}+{t}");
-                assert_eq!(bits(&fast.probs), bits(&slow.probs), "{what}");
-                assert_eq!(bits(&fast.out), bits(&slow.out), "{what}");
+                // Without and with a sliding window shorter than the prompt.
+                for window in [None, Some(5)] {
+                    let cells = pos0..filled;
+                    let fast = attention_vectorized(
+                        &num,
+                        &cache,
+                        &q,
+                        cells.clone(),
+                        heads,
+                        0.125,
+                        window,
+                        &kv_head,
+                    )
+                    .expect("ggml mode on an AVX2 CPU");
+                    let slow =
+                        attention_generic(&num, &cache, &q, cells, heads, 0.125, window, kv_head);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    let what = format!("{kv:?} d={head_dim} {pos0}+{t} window {window:?}");
+                    assert_eq!(bits(&fast.probs), bits(&slow.probs), "{what}");
+                    assert_eq!(bits(&fast.out), bits(&slow.out), "{what}");
+                    if let Some(w) = window {
+                        // The last query sees only the last `w` cells.
+                        let row = &slow.probs[(t - 1) * filled..][..filled];
+                        assert!(row[..filled - w].iter().all(|&p| p == 0.0), "{what}");
+                        assert!(row[filled - w..].iter().all(|&p| p > 0.0), "{what}");
+                    }
+                }
             }
         }
     }
@@ -520,6 +574,7 @@ mod tests {
             n_head_kv: 1,
             head_dim: 8,
         };
-        assert!(attention_vectorized(&num, &cache, &[1.0; 8], 0..1, heads, 1.0, &|_| 0).is_none());
+        let att = attention_vectorized(&num, &cache, &[1.0; 8], 0..1, heads, 1.0, None, &|_| 0);
+        assert!(att.is_none());
     }
 }

@@ -164,6 +164,16 @@ fn arch_keys(arch: Arch) -> Vec<(&'static str, KeyRule)> {
             v.push(("attention.layer_norm_rms_epsilon", KeyRule::Implemented));
             v.extend_from_slice(ROPE_KEYS);
         }
+        Arch::Gemma3 => {
+            v.push(("attention.layer_norm_rms_epsilon", KeyRule::Implemented));
+            v.extend_from_slice(ROPE_KEYS);
+            v.extend_from_slice(&[
+                ("attention.sliding_window", KeyRule::Implemented),
+                ("attention.sliding_window_pattern", KeyRule::Implemented),
+                ("rope.freq_base_swa", KeyRule::Implemented),
+                ("final_logit_softcapping", KeyRule::Implemented),
+            ]);
+        }
         Arch::Gpt2 => v.push(("attention.layer_norm_epsilon", KeyRule::Implemented)),
     }
     v
