@@ -12,7 +12,7 @@ use super::extract::parse_filter;
 use super::make_model::parse_quant;
 use super::reference::Config;
 use crate::gguf::presets::{self, Preset};
-use crate::llamacpp::extract::{check_model_file, extract, ExtractOptions, ExtractSummary};
+use crate::llamacpp::extract::{check_model_file, ExtractOptions, ExtractSummary};
 use crate::quant::GgmlType;
 use crate::reference::{check_model, reference, ReferenceError, ReferenceSummary};
 
@@ -263,7 +263,8 @@ pub fn produce(
         repack: !config.no_repack,
         filter: parse_filter(filter)?,
     };
-    let llama = extract(model, prompt, &dir.join(LLAMA_CPP), &opts).context("extract")?;
+    let llama = super::isolate::extract(model, prompt, &dir.join(LLAMA_CPP), &opts, false)
+        .context("extract")?;
     let extract_secs = started.elapsed().as_secs_f64();
 
     let started = Instant::now();

@@ -7,6 +7,7 @@ use globset::GlobMatcher;
 
 use super::capture::{self, CaptureError, GraphFamily};
 use super::{KvType, LlamaError, Session};
+use crate::checkpoint::folder::BackgroundWriter;
 use crate::checkpoint::manifest::ModelInfo;
 use crate::checkpoint::{greedy_token, CheckpointName, DumpError, DumpWriter, Manifest, Tensor};
 use crate::cpu_config::CpuConfig;
@@ -90,11 +91,34 @@ pub fn producer_detail() -> std::collections::BTreeMap<String, String> {
     .collect()
 }
 
+/// How far an extract has come, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The model is loaded; `steps` decode steps follow the prompt.
+    Loaded { steps: u32 },
+    /// Step `step` (0 = the prompt) is evaluated and handed to the writer.
+    Step { step: u32 },
+}
+
+/// Checkpoints waiting for the writer thread at most.
+const WRITE_QUEUE: usize = 64;
+
 pub fn extract(
     model: &Path,
     prompt: &str,
     out: &Path,
     opts: &ExtractOptions,
+) -> Result<ExtractSummary, ExtractError> {
+    extract_with_progress(model, prompt, out, opts, &mut |_| {})
+}
+
+/// [`extract`], telling `progress` where it is.
+pub fn extract_with_progress(
+    model: &Path,
+    prompt: &str,
+    out: &Path,
+    opts: &ExtractOptions,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<ExtractSummary, ExtractError> {
     check_model_file(model)?;
     // A context large enough for the usual prompt; reopened below if the prompt is longer.
@@ -114,6 +138,7 @@ pub fn extract(
         session = Session::open(model, n_ctx, opts.kv_type, opts.threads, opts.repack)?;
     }
     let dims = session.dims();
+    progress(Progress::Loaded { steps: opts.steps });
 
     let wanted = |name: &CheckpointName| {
         opts.filter
@@ -124,10 +149,11 @@ pub fn extract(
         .into_iter()
         .filter(|r| wanted(&r.name))
         .collect();
-    let mut nodes: Vec<String> = rules.iter().map(|r| r.node.clone()).collect();
+    // Only the (node, op) pairs the rules take are observed.
+    let mut nodes: Vec<(String, &str)> = rules.iter().map(|r| (r.node.clone(), r.op)).collect();
     nodes.sort();
     nodes.dedup();
-    session.capture_names(&nodes)?;
+    session.capture_nodes(&nodes)?;
 
     let mut manifest = Manifest::new("llama.cpp");
     manifest.producer_detail = producer_detail();
@@ -142,20 +168,30 @@ pub fn extract(
     manifest.kv_type = opts.kv_type.as_str().to_string();
     manifest.threads = opts.threads as u32;
     manifest.steps = opts.steps;
-    let mut writer = DumpWriter::create(out, manifest)?;
+    // Files are written on a thread of their own while llama.cpp computes the next step.
+    let mut writer = BackgroundWriter::new(DumpWriter::create(out, manifest)?, WRITE_QUEUE);
 
     let mut generated = Vec::new();
     let mut input = prompt_tokens.clone();
     let mut pos = 0usize;
     for step in 0..=opts.steps {
-        let captures = session.decode(&input, pos)?;
+        let captures = session.decode_views(&input, pos)?;
         let filled = pos + input.len();
         if wanted(&CheckpointName::Tokens) {
             let ids = Tensor::new(vec![input.len()], input.iter().map(|&t| t as f32).collect());
-            writer.add(step, &CheckpointName::Tokens, &ids)?;
+            writer.add(step, &CheckpointName::Tokens, ids)?;
+        }
+        // The last node of each name and op (a node renamed twice is still one node).
+        let mut index = std::collections::HashMap::with_capacity(captures.len());
+        for (i, c) in captures.iter().enumerate() {
+            index.insert((c.name, c.op), i);
         }
         for rule in &rules {
-            writer.add(step, &rule.name, &capture::take(rule, &captures, filled)?)?;
+            let c = index
+                .get(&(rule.node.as_str(), rule.op))
+                .map(|&i| &captures[i])
+                .ok_or_else(|| capture::missing(rule))?;
+            writer.add(step, &rule.name, capture::arrange(rule, c, filled)?)?;
         }
         let last = session
             .logits(input.len() - 1, dims.n_vocab)
@@ -164,7 +200,9 @@ pub fn extract(
         generated.push(next);
         pos = filled;
         input = vec![next];
+        progress(Progress::Step { step });
     }
+    let mut writer = writer.finish()?;
     writer.manifest.generated_tokens = generated.clone();
     let checkpoints = writer.manifest.checkpoints.len();
     let folder = writer.finish()?;
