@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
 
 /// Whether progress is shown: stderr is a terminal.
 pub fn enabled() -> bool {
@@ -16,7 +16,8 @@ pub fn spinner(msg: &str) -> Option<ProgressBar> {
     if !enabled() {
         return None;
     }
-    let pb = ProgressBar::new_spinner();
+    // Dropped on an error path, it clears itself too.
+    let pb = ProgressBar::new_spinner().with_finish(ProgressFinish::AndClear);
     if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} [{elapsed}]") {
         pb.set_style(style);
     }
