@@ -254,3 +254,30 @@ fn llama_cpps_process_dies_with_a_killed_parent_and_removes_its_staging_folder()
     }
     assert!(entries(&dir).is_empty(), "left behind: {:?}", entries(&dir));
 }
+
+#[test]
+fn nothing_but_the_summary_on_a_stderr_that_is_not_a_terminal() {
+    // No progress bar, no protocol line of llama.cpp's process, no log line.
+    let dir = common::scratch("crash_quiet_stderr");
+    let out = dir.join("dumps");
+    let model = common::smollm2();
+    let o = llorch(
+        &[
+            "extract",
+            s(&model),
+            "Hello",
+            "--steps",
+            "2",
+            "--out",
+            s(&out),
+        ],
+        None,
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{:?}", o.stderr);
+    assert!(lines[0].starts_with("wrote "), "{:?}", o.stderr);
+    for c in ['\r', '\x1b', '\x1e'] {
+        assert!(!o.stderr.contains(c), "{c:?} in {:?}", o.stderr);
+    }
+}
