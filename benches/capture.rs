@@ -2,7 +2,8 @@
 //! result_output` (logits only) on SmolLM2 with a ~50-token prompt and 4 decode steps, at 1
 //! thread, and the whole catalogue at 2 threads against 1 thread.
 //!
-//! `cargo bench --bench capture` (env `CAPTURE_BENCH_RUNS`, default 5). The configurations
+//! `cargo bench --bench capture` (env `CAPTURE_BENCH_RUNS`, default 5; `CAPTURE_BENCH_DIR` for
+//! the output folder's parent, default `target/capture-bench`). The configurations
 //! run interleaved, each into a fresh folder (removed outside the timing); the best wall time
 //! and the best CPU time (user + system, every thread of the process) of each are printed, as
 //! the machine may be shared.
@@ -18,12 +19,13 @@ growing ambitions. Early computers filled whole rooms, yet today a phone in your
 more power than the machines that guided the first missions to the moon. It is easy to forget \
 how recent all of this is.";
 
-fn cpu_time() -> Duration {
+/// User and system CPU time of the process so far.
+fn cpu_time() -> (Duration, Duration) {
     // SAFETY: getrusage writes into the struct we pass.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
+    (tv(u.ru_utime), tv(u.ru_stime))
 }
 
 struct Config {
@@ -32,6 +34,8 @@ struct Config {
     filter: Option<&'static str>,
     best_wall: Duration,
     best_cpu: Duration,
+    best_user: Duration,
+    best_sys: Duration,
     checkpoints: usize,
 }
 
@@ -48,10 +52,13 @@ fn run(model: &Path, out: &Path, c: &mut Config) {
     let _ = std::fs::remove_dir_all(out);
     let (cpu0, t0) = (cpu_time(), Instant::now());
     let s = extract(model, PROMPT, out, &opts).expect("extract");
-    let (wall, cpu) = (t0.elapsed(), cpu_time() - cpu0);
+    let (wall, cpu1) = (t0.elapsed(), cpu_time());
+    let (user, sys) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
     let _ = std::fs::remove_dir_all(out);
     c.best_wall = c.best_wall.min(wall);
-    c.best_cpu = c.best_cpu.min(cpu);
+    c.best_cpu = c.best_cpu.min(user + sys);
+    c.best_user = c.best_user.min(user);
+    c.best_sys = c.best_sys.min(sys);
     c.checkpoints = s.checkpoints;
     if c.label == "logits" && c.best_wall == wall {
         eprintln!("  ({} prompt tokens + 4 steps)", s.prompt_tokens.len());
@@ -70,7 +77,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
-    let out = root.join("target/capture-bench/dumps");
+    let out = std::env::var_os("CAPTURE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/capture-bench"))
+        .join("dumps");
     let mut configs = [
         ("full", 1, None),
         ("logits", 1, Some("result_output")),
@@ -82,6 +92,8 @@ fn main() {
         filter,
         best_wall: Duration::MAX,
         best_cpu: Duration::MAX,
+        best_user: Duration::MAX,
+        best_sys: Duration::MAX,
         checkpoints: 0,
     });
     for i in 0..runs {
@@ -93,19 +105,23 @@ fn main() {
     let s = |d: Duration| d.as_secs_f64();
     for c in &configs {
         println!(
-            "{:<8} {} thread(s), {:>4} checkpoints: best wall {:.3} s, best CPU {:.3} s",
+            "{:<8} {} thread(s), {:>4} checkpoints: best wall {:.3} s, best CPU {:.3} s \
+             (best user {:.3} s, best system {:.3} s)",
             c.label,
             c.threads,
             c.checkpoints,
             s(c.best_wall),
-            s(c.best_cpu)
+            s(c.best_cpu),
+            s(c.best_user),
+            s(c.best_sys)
         );
     }
     let [full, logits, full2] = &configs;
     println!(
-        "capture ratio at 1 thread (full / logits only): wall {:.2}, CPU {:.2}",
+        "capture ratio at 1 thread (full / logits only): wall {:.2}, CPU {:.2}, user {:.2}",
         s(full.best_wall) / s(logits.best_wall),
-        s(full.best_cpu) / s(logits.best_cpu)
+        s(full.best_cpu) / s(logits.best_cpu),
+        s(full.best_user) / s(logits.best_user)
     );
     println!(
         "full catalogue, 2 threads / 1 thread: wall {:.2} ({:.3} s vs {:.3} s)",

@@ -28,6 +28,7 @@ pub fn spinner(msg: &str) -> Option<ProgressBar> {
 
 /// Turns a spinner into a bar of `len` steps (the prompt is step 0).
 pub fn steps(pb: &ProgressBar, len: u64, msg: &str) {
+    pb.set_message(msg.to_string());
     if let Ok(style) =
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] step {pos}/{len} [{elapsed}]")
     {
@@ -35,7 +36,6 @@ pub fn steps(pb: &ProgressBar, len: u64, msg: &str) {
     }
     pb.set_length(len);
     pb.set_position(0);
-    pb.set_message(msg.to_string());
 }
 
 /// Prints a line on stderr without garbling a bar that is drawn.
