@@ -13,10 +13,13 @@
 #include "gguf.h"
 #include "llama.h"
 
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -28,9 +31,50 @@ std::once_flag g_backend_once;
 
 void set_error(const std::string &msg) { g_last_error = msg; }
 
+// Child mode (llorch_set_child_log): the lines that are not shown go to stderr too, each
+// prefixed with "\x1eL", for the parent process to keep as the log's tail.
+bool g_child_log = false;
+std::mutex g_log_mutex;
+std::string g_log_line;
+
 void log_callback(enum ggml_log_level level, const char *text, void *) {
     if (g_verbose || level == GGML_LOG_LEVEL_ERROR) {
         fputs(text, stderr);
+        return;
+    }
+    if (!g_child_log || text == nullptr) return;
+    std::lock_guard<std::mutex> lock(g_log_mutex);
+    for (const char *p = text; *p != '\0'; ++p) {
+        if (*p != '\n') {
+            g_log_line.push_back(*p);
+            continue;
+        }
+        if (!g_log_line.empty()) {
+            std::string out = "\x1eL" + g_log_line + "\n";
+            fwrite(out.data(), 1, out.size(), stderr);
+        }
+        g_log_line.clear();
+    }
+}
+
+// Child mode: an assertion's message is sent as "\x1eA..." instead of a debugger backtrace;
+// ggml aborts right after.
+void abort_callback(const char *message) {
+    std::string out = std::string("\x1e" "A") + (message ? message : "") + "\n";
+    fwrite(out.data(), 1, out.size(), stderr);
+    fflush(stderr);
+}
+
+// LLORCH_DIFF_TEST_CRASH=abort|segv[:N]: a test-only crash inside llama_decode's graph
+// compute of decode N (default 0), to prove that a crash of llama.cpp is reported.
+enum class TestCrash { None, Abort, Segv };
+
+void test_crash(TestCrash kind) {
+    if (kind == TestCrash::Abort) {
+        GGML_ASSERT(!"test crash (LLORCH_DIFF_TEST_CRASH=abort)");
+    } else if (kind == TestCrash::Segv) {
+        volatile int *volatile p = nullptr;
+        *p = 1;
     }
 }
 
@@ -48,11 +92,19 @@ struct llorch_session {
     llama_model *model = nullptr;
     llama_context *ctx = nullptr;
     const llama_vocab *vocab = nullptr;
-    std::unordered_set<std::string> wanted;
+    ggml_threadpool *threadpool = nullptr;
+    // Wanted node name -> the ops taken under it (empty: every op).
+    std::unordered_map<std::string, std::vector<std::string>> wanted;
+    bool any_src = false;  // some wanted name is "src:NAME"
     bool capture_all = false;
+    // captures[0..n_captures) are this decode's; the rest keep their buffers for the next one.
     std::vector<Captured> captures;
+    size_t n_captures = 0;
     std::vector<uint8_t> scratch;
     std::string capture_error;
+    TestCrash crash = TestCrash::None;
+    int crash_decode = 0;
+    int n_decodes = 0;
 };
 
 namespace {
@@ -84,6 +136,16 @@ float element_to_f32(ggml_type type, const uint8_t *p) {
     }
 }
 
+void convert_row(ggml_type type, const uint8_t *row, size_t nb0, int64_t n, float *out) {
+    if (type == GGML_TYPE_F32 && nb0 == sizeof(float)) {
+        std::memcpy(out, row, static_cast<size_t>(n) * sizeof(float));
+    } else if (type == GGML_TYPE_F16 && nb0 == sizeof(ggml_fp16_t)) {
+        ggml_fp16_to_fp32_row(reinterpret_cast<const ggml_fp16_t *>(row), out, n);
+    } else {
+        for (int64_t i0 = 0; i0 < n; ++i0) out[i0] = element_to_f32(type, row + i0 * nb0);
+    }
+}
+
 bool capture_node(llorch_session *s, ggml_tensor *t, const std::string &name) {
     const ggml_type type = t->type;
     if (type != GGML_TYPE_F32 && type != GGML_TYPE_F16 && type != GGML_TYPE_BF16 && type != GGML_TYPE_I32) {
@@ -92,28 +154,39 @@ bool capture_node(llorch_session *s, ggml_tensor *t, const std::string &name) {
                            ", which the extractor does not convert";
         return false;
     }
+    // A host buffer (the CPU backend's) is read in place; any other is copied out first.
     // ggml_nbytes of a strided view is its extent from the first element to the last one.
-    const size_t extent = ggml_nbytes(t);
-    s->scratch.resize(extent);
-    ggml_backend_tensor_get(t, s->scratch.data(), 0, extent);
+    const uint8_t *base = nullptr;
+    if (t->buffer != nullptr && ggml_backend_buffer_is_host(t->buffer) && t->data != nullptr) {
+        base = static_cast<const uint8_t *>(t->data);
+    } else {
+        const size_t extent = ggml_nbytes(t);
+        s->scratch.resize(extent);
+        ggml_backend_tensor_get(t, s->scratch.data(), 0, extent);
+        base = s->scratch.data();
+    }
 
-    Captured c;
+    // Reuse the buffer of the capture that had this slot in the previous decode.
+    if (s->n_captures == s->captures.size()) s->captures.emplace_back();
+    Captured &c = s->captures[s->n_captures++];
     c.name = name;
     c.op = ggml_op_name(t->op);
     c.type = type;
     for (int i = 0; i < 4; ++i) c.ne[i] = t->ne[i];
-    c.data.resize(static_cast<size_t>(ggml_nelements(t)));
-    size_t k = 0;
-    const uint8_t *base = s->scratch.data();
+    const size_t n = static_cast<size_t>(ggml_nelements(t));
+    if (c.data.capacity() < n) {
+        c.data = std::vector<float>();
+        c.data.reserve(n);
+    }
+    c.data.resize(n);  // no page is touched twice: the rows below overwrite every element
+    float *dst = c.data.data();
     for (int64_t i3 = 0; i3 < t->ne[3]; ++i3)
         for (int64_t i2 = 0; i2 < t->ne[2]; ++i2)
             for (int64_t i1 = 0; i1 < t->ne[1]; ++i1) {
                 const uint8_t *row = base + i3 * t->nb[3] + i2 * t->nb[2] + i1 * t->nb[1];
-                for (int64_t i0 = 0; i0 < t->ne[0]; ++i0) {
-                    c.data[k++] = element_to_f32(type, row + i0 * t->nb[0]);
-                }
+                convert_row(type, row, t->nb[0], t->ne[0], dst);
+                dst += t->ne[0];
             }
-    s->captures.push_back(std::move(c));
     return true;
 }
 
@@ -121,20 +194,35 @@ bool capture_node(llorch_session *s, ggml_tensor *t, const std::string &name) {
 // NAME. Some nodes are never named by llama.cpp (gpt2's attention output projection plus bias is
 // "node_N"), but their weight operands always are.
 const std::string *wanted_as(const llorch_session *s, const ggml_tensor *t, std::string &scratch) {
-    if (s->capture_all || s->wanted.count(t->name) != 0) {
+    if (s->capture_all) {
         scratch = t->name;
         return &scratch;
     }
+    auto taken = [&](const std::string &key) {
+        auto it = s->wanted.find(key);
+        if (it == s->wanted.end()) return false;
+        if (it->second.empty()) return true;
+        const char *op = ggml_op_name(t->op);
+        for (const auto &o : it->second)
+            if (o == op) return true;
+        return false;
+    };
+    scratch = t->name;
+    if (taken(scratch)) return &scratch;
+    if (!s->any_src) return nullptr;
     for (int i = 0; i < GGML_MAX_SRC; ++i) {
         if (t->src[i] == nullptr) continue;
         scratch = std::string("src:") + t->src[i]->name;
-        if (s->wanted.count(scratch) != 0) return &scratch;
+        if (taken(scratch)) return &scratch;
     }
     return nullptr;
 }
 
 bool eval_callback(ggml_tensor *t, bool ask, void *user_data) {
     auto *s = static_cast<llorch_session *>(user_data);
+    if (s->crash != TestCrash::None && s->n_decodes - 1 == s->crash_decode) {
+        test_crash(s->crash);
+    }
     std::string key;
     const std::string *as = wanted_as(s, t, key);
     if (ask) {
@@ -169,6 +257,12 @@ const char *llorch_last_error(void) { return g_last_error.c_str(); }
 
 void llorch_set_verbose(bool verbose) {
     g_verbose = verbose;
+    llama_log_set(log_callback, nullptr);
+}
+
+void llorch_set_child_log(bool on) {
+    g_child_log = on;
+    ggml_set_abort_callback(on ? abort_callback : nullptr);
     llama_log_set(log_callback, nullptr);
 }
 
@@ -217,13 +311,26 @@ llorch_session *llorch_session_open(const char *model_path, const llorch_options
         delete s;
         return nullptr;
     }
+    // One thread pool for the session: without it, every graph compute (one per observed node)
+    // starts and joins its own threads. Same thread count, so the same work split and results.
+    ggml_threadpool_params tpp = ggml_threadpool_params_default(options->n_threads);
+    s->threadpool = ggml_threadpool_new(&tpp);
+    if (s->threadpool != nullptr) llama_attach_threadpool(s->ctx, s->threadpool, s->threadpool);
     s->vocab = llama_model_get_vocab(s->model);
+    if (const char *crash = std::getenv("LLORCH_DIFF_TEST_CRASH")) {
+        const std::string v = crash;
+        if (v.rfind("abort", 0) == 0) s->crash = TestCrash::Abort;
+        if (v.rfind("segv", 0) == 0) s->crash = TestCrash::Segv;
+        const size_t colon = v.find(':');
+        if (colon != std::string::npos) s->crash_decode = std::atoi(v.c_str() + colon + 1);
+    }
     return s;
 }
 
 void llorch_session_free(llorch_session *s) {
     if (s == nullptr) return;
     if (s->ctx) llama_free(s->ctx);
+    if (s->threadpool) ggml_threadpool_free(s->threadpool);
     if (s->model) llama_model_free(s->model);
     delete s;
 }
@@ -257,19 +364,38 @@ int32_t llorch_token_to_piece(const llorch_session *s, int32_t token, char *buf,
 
 int llorch_capture_names(llorch_session *s, const char *const *names, int32_t n) {
     if (s == nullptr) return -1;
+    return llorch_capture_nodes(s, names, nullptr, n);
+}
+
+int llorch_capture_nodes(llorch_session *s, const char *const *names, const char *const *ops, int32_t n) {
+    if (s == nullptr) return -1;
     s->wanted.clear();
+    s->any_src = false;
     s->capture_all = n < 0;
     const int32_t count = n < 0 ? -n - 1 : n;
-    for (int32_t i = 0; i < count; ++i) s->wanted.insert(names[i]);
+    for (int32_t i = 0; i < count; ++i) {
+        auto &taken = s->wanted[names[i]];
+        const bool any_op = ops == nullptr || ops[i] == nullptr;
+        // A name asked for with any op is taken with every op.
+        if (any_op) {
+            taken.clear();
+            taken.emplace_back();
+        } else if (!(taken.size() == 1 && taken[0].empty())) {
+            taken.emplace_back(ops[i]);
+        }
+        if (std::strncmp(names[i], "src:", 4) == 0) s->any_src = true;
+    }
+    for (auto &kv : s->wanted)
+        if (kv.second.size() == 1 && kv.second[0].empty()) kv.second.clear();
     return 0;
 }
 
 int32_t llorch_capture_count(const llorch_session *s) {
-    return s == nullptr ? 0 : static_cast<int32_t>(s->captures.size());
+    return s == nullptr ? 0 : static_cast<int32_t>(s->n_captures);
 }
 
 int llorch_capture_get(const llorch_session *s, int32_t index, llorch_capture *out) {
-    if (s == nullptr || out == nullptr || index < 0 || index >= static_cast<int32_t>(s->captures.size())) {
+    if (s == nullptr || out == nullptr || index < 0 || index >= static_cast<int32_t>(s->n_captures)) {
         return -1;
     }
     const Captured &c = s->captures[static_cast<size_t>(index)];
@@ -286,8 +412,9 @@ int llorch_decode(llorch_session *s, const int32_t *tokens, int32_t n_tokens, in
         set_error("decode needs at least one token");
         return -1;
     }
-    s->captures.clear();
+    s->n_captures = 0;
     s->capture_error.clear();
+    s->n_decodes++;
     llama_batch batch = llama_batch_init(n_tokens, 0, 1);
     for (int32_t i = 0; i < n_tokens; ++i) {
         batch.token[i] = tokens[i];

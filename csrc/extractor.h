@@ -51,6 +51,10 @@ const char *llorch_last_error(void);
 
 /* Silences llama.cpp's log unless verbose is true. */
 void llorch_set_verbose(bool verbose);
+/* For a child process whose stderr a parent reads: the log lines that are not shown are written
+ * to stderr as "\x1eL<line>", and a ggml assertion as "\x1eA<message>" (no backtrace) before
+ * it aborts. */
+void llorch_set_child_log(bool on);
 
 llorch_session *llorch_session_open(const char *model_path, const llorch_options *options);
 void llorch_session_free(llorch_session *session);
@@ -70,6 +74,11 @@ int32_t llorch_token_to_piece(const llorch_session *session, int32_t token, char
  * carry that "src:NAME" as their name. n < 0 with -n - 1 names captures every node under its own
  * name and, a second time, each node that a "src:NAME" among the names asks for. */
 int llorch_capture_names(llorch_session *session, const char *const *names, int32_t n);
+/* As llorch_capture_names, each name taken only with the ggml op ops[i] (e.g. "ROPE"; NULL: any
+ * op); a name may come several times with different ops. Only these nodes are observed, and
+ * every observed node ends a graph compute of its own. */
+int llorch_capture_nodes(llorch_session *session, const char *const *names, const char *const *ops,
+                         int32_t n);
 int32_t llorch_capture_count(const llorch_session *session);
 int llorch_capture_get(const llorch_session *session, int32_t index, llorch_capture *out);
 

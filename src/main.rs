@@ -39,7 +39,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Err(e) = staging::install() {
+    // llama.cpp's child process leaves signals to its parent (see cli::isolate).
+    let installed = if matches!(parsed.command, cli::Command::ExtractChild(_)) {
+        staging::install_child()
+    } else {
+        staging::install()
+    };
+    if let Err(e) = installed {
         eprintln!("error: installing the SIGINT/SIGTERM handler: {e}");
         return ExitCode::from(2);
     }

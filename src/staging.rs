@@ -16,7 +16,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -30,6 +30,23 @@ pub const GRACE: Duration = Duration::from_secs(3);
 static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// The signal that interrupted the run, 0 if none.
 static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+/// The process staging folders are named after, 0 for this one (see [`set_owner`]).
+static OWNER: AtomicU32 = AtomicU32::new(0);
+
+/// Names this process's staging folders after `pid`: a child process that writes for its
+/// parent (the isolated llama.cpp side) uses the parent's PID, so that its folders count as the
+/// parent's, are not swept while the parent lives, and are the ones the parent removes.
+pub fn set_owner(pid: u32) {
+    OWNER.store(pid, Ordering::SeqCst);
+}
+
+/// The PID in this process's staging folder names.
+pub fn owner() -> u32 {
+    match OWNER.load(Ordering::SeqCst) {
+        0 => std::process::id(),
+        pid => pid,
+    }
+}
 
 fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     LIVE.lock().unwrap_or_else(|e| e.into_inner())
@@ -39,7 +56,12 @@ fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
 /// staging folders beside it first (see [`sweep_stale`]).
 pub fn staging_path(parent: &Path, name: &str) -> PathBuf {
     sweep_stale(parent);
-    parent.join(format!(".{name}.partial-{}", std::process::id()))
+    staging_name(parent, name, owner())
+}
+
+/// `parent/.NAME.partial-PID`.
+pub fn staging_name(parent: &Path, name: &str, pid: u32) -> PathBuf {
+    parent.join(format!(".{name}.partial-{pid}"))
 }
 
 /// Records a staging path that now exists, for removal on interruption.
@@ -95,13 +117,17 @@ pub fn sweep_stale(parent: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(parent) else {
         return removed;
     };
-    let own = std::process::id();
+    let own = owner();
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(partial_pid) else {
             continue;
         };
         // file_type() does not follow symbolic links.
-        if pid == own || process_alive(pid) || !e.file_type().is_ok_and(|t| t.is_dir()) {
+        if pid == own
+            || pid == std::process::id()
+            || process_alive(pid)
+            || !e.file_type().is_ok_and(|t| t.is_dir())
+        {
             continue;
         }
         let path = e.path();
@@ -178,6 +204,24 @@ pub fn install() -> io::Result<()> {
                 });
             if it.next().is_some() {
                 exit_now(code);
+            }
+        })?;
+    Ok(())
+}
+
+/// The signal handling of a child process that writes for its parent: SIGINT is ignored (a
+/// terminal's Ctrl-C reaches the whole process group; the parent decides), SIGTERM (sent by
+/// the parent, or on the parent's death) removes the staging paths and exits at once, quietly.
+pub fn install_child() -> io::Result<()> {
+    // SAFETY: setting a signal's disposition to "ignore" takes no pointers.
+    unsafe { libc::signal(SIGINT, libc::SIG_IGN) };
+    let mut signals = Signals::new([SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(s) = signals.forever().next() {
+                INTERRUPTED.store(s, Ordering::SeqCst);
+                exit_now(exit_code(s));
             }
         })?;
     Ok(())

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::catalogue::{CheckpointId, CheckpointName};
-use super::format::{read_dump, write_atomic, write_dump, DumpError, Tensor};
+use super::format::{encode, read_dump, write_atomic, DumpError, Tensor};
 use super::manifest::{Entry, Manifest, FILE_NAME, FORMAT};
 use super::npy::read_npy;
 
@@ -21,6 +21,8 @@ pub fn relative_file(step: u32, name: &CheckpointName) -> String {
 pub struct DumpWriter {
     target: PathBuf,
     staging: PathBuf,
+    /// Step folders made so far.
+    step_dirs: std::collections::BTreeSet<u32>,
     pub manifest: Manifest,
 }
 
@@ -53,6 +55,7 @@ impl DumpWriter {
         Ok(DumpWriter {
             target: target.to_path_buf(),
             staging,
+            step_dirs: Default::default(),
             manifest,
         })
     }
@@ -82,7 +85,13 @@ impl DumpWriter {
     ) -> Result<(), DumpError> {
         crate::staging::check().map_err(|e| DumpError::io(&self.staging, e))?;
         let file = relative_file(step, name);
-        write_dump(&self.staging.join(&file), t)?;
+        let path = self.staging.join(&file);
+        if self.step_dirs.insert(step) {
+            let dir = path.parent().unwrap_or(&self.staging);
+            fs::create_dir_all(dir).map_err(|e| DumpError::io(dir, e))?;
+        }
+        // Written in place: the staging folder as a whole is what appears atomically.
+        fs::write(&path, encode(t)).map_err(|e| DumpError::io(&path, e))?;
         self.manifest.checkpoints.push(Entry {
             step,
             name: name.to_string(),
@@ -113,6 +122,101 @@ impl Drop for DumpWriter {
         // Only present if finish() was not reached.
         let _ = fs::remove_dir_all(&self.staging);
         crate::staging::unregister(&self.staging);
+    }
+}
+
+/// A [`DumpWriter`] on a thread of its own, fed through a bounded channel: the producer hands
+/// over each checkpoint and goes on computing while the file is written.
+pub struct BackgroundWriter {
+    /// Each checkpoint with the ggml op of a graph node dumped as itself (`--all-nodes`).
+    tx: Option<std::sync::mpsc::SyncSender<(u32, CheckpointName, Option<String>, Tensor)>>,
+    handle: Option<std::thread::JoinHandle<Result<DumpWriter, DumpError>>>,
+}
+
+impl BackgroundWriter {
+    /// At most `depth` checkpoints wait to be written; `add` blocks beyond that.
+    pub fn new(mut writer: DumpWriter, depth: usize) -> Self {
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<(u32, CheckpointName, Option<String>, Tensor)>(depth);
+        let handle = std::thread::Builder::new()
+            .name("dump-writer".into())
+            .spawn(move || {
+                for (step, name, op, t) in rx {
+                    writer.add_entry(step, &name, op, &t)?;
+                }
+                Ok(writer)
+            })
+            .expect("spawn the dump writer thread");
+        BackgroundWriter {
+            tx: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Queues one checkpoint. A write that failed earlier is reported here (or by `finish`).
+    pub fn add(&mut self, step: u32, name: &CheckpointName, t: Tensor) -> Result<(), DumpError> {
+        self.send(step, name, None, t)
+    }
+
+    /// Queues one graph node's value with its ggml op.
+    pub fn add_node(
+        &mut self,
+        step: u32,
+        name: &CheckpointName,
+        op: &str,
+        t: Tensor,
+    ) -> Result<(), DumpError> {
+        self.send(step, name, Some(op.to_string()), t)
+    }
+
+    fn send(
+        &mut self,
+        step: u32,
+        name: &CheckpointName,
+        op: Option<String>,
+        t: Tensor,
+    ) -> Result<(), DumpError> {
+        let sent = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send((step, name.clone(), op, t)).is_ok());
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped: its error says why.
+        match self.join() {
+            Err(e) => Err(e),
+            Ok(_) => Err(DumpError::format(
+                Path::new("."),
+                "the dump writer thread stopped",
+            )),
+        }
+    }
+
+    /// Waits for every queued checkpoint to be written and returns the writer.
+    pub fn finish(mut self) -> Result<DumpWriter, DumpError> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<DumpWriter, DumpError> {
+        self.tx = None;
+        let handle = self
+            .handle
+            .take()
+            .ok_or_else(|| DumpError::format(Path::new("."), "the dump writer thread stopped"))?;
+        match handle.join() {
+            Ok(r) => r,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+}
+
+impl Drop for BackgroundWriter {
+    fn drop(&mut self) {
+        // Unfinished: the writer's own Drop removes its staging folder.
+        if self.handle.is_some() {
+            let _ = self.join();
+        }
     }
 }
 

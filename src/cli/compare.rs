@@ -155,7 +155,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             before - a.entries.len()
         );
     }
+    let bar = super::progress::spinner("comparing");
     let c = compare::compare_folders(&a, &b, &tol)?;
+    super::progress::done(bar);
     let title = format!(
         "llorch-diff compare {} {}",
         args.expected.display(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::Outcome;
-use crate::llamacpp::extract::{extract_nodes, ExtractOptions};
+use crate::llamacpp::extract::ExtractOptions;
 use crate::llamacpp::{set_verbose, KvType};
 
 #[derive(Debug, clap::Args)]
@@ -79,7 +79,14 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         filter: parse_filter(args.filter.as_deref())?,
     };
     let started = std::time::Instant::now();
-    let s = extract_nodes(&args.model, &args.prompt, &args.out, &opts, args.all_nodes)
+    let s = super::isolate::extract(
+        &args.model,
+        &args.prompt,
+        &args.out,
+        &opts,
+        args.all_nodes,
+        args.verbose,
+    )
         .context("extract")?;
     eprintln!(
         "wrote {} checkpoints for {} prompt tokens + {} steps to {} in {:.2} s (generated {:?})",

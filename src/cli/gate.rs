@@ -685,8 +685,10 @@ fn gate(
     fresh_ref: &DumpFolder,
     tol: &Tolerances,
 ) -> anyhow::Result<(Outcome, String)> {
+    let bar = super::progress::spinner("comparing");
     let a = compare_folders(stored, fresh_llama, &identical())?;
     let b = compare_folders(stored, fresh_ref, tol)?;
+    super::progress::done(bar);
     section(
         "(a) llama.cpp, fresh vs stored: must be identical",
         &a,

@@ -8,9 +8,11 @@ pub mod extract;
 pub mod gate;
 pub mod hf;
 pub mod inspect;
+pub mod isolate;
 pub mod make_model;
 pub mod matrix;
 mod pipeline;
+pub mod progress;
 pub mod quantize;
 pub mod reference;
 pub mod run;
@@ -59,6 +61,9 @@ pub enum Command {
     Matrix(matrix::Args),
     /// Quantize a GGUF with llama.cpp's own quantizer (Q4_K_M, IQ4_XS, BF16, ...).
     Quantize(quantize::Args),
+    /// llama.cpp's side of an extract, in a child process (see `isolate`).
+    #[command(name = "__extract-child", hide = true)]
+    ExtractChild(isolate::ChildArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
@@ -73,5 +78,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::MakeModel(a) => make_model::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Matrix(a) => matrix::run(a),
+        Command::ExtractChild(a) => isolate::run_child(a),
     }
 }

@@ -12,9 +12,11 @@ use super::extract::parse_filter;
 use super::make_model::parse_quant;
 use super::reference::Config;
 use crate::gguf::presets::{self, Preset};
-use crate::llamacpp::extract::{check_model_file, extract, ExtractOptions, ExtractSummary};
+use crate::llamacpp::extract::{check_model_file, ExtractOptions, ExtractSummary};
 use crate::quant::GgmlType;
-use crate::reference::{check_model, reference, ReferenceError, ReferenceSummary};
+use crate::reference::{
+    check_model, reference_with_progress, Progress as RefProgress, ReferenceError, ReferenceSummary,
+};
 
 /// The built-in model of `run` when none is named.
 pub const DEFAULT_PRESET: Preset = Preset::TinyLlama;
@@ -266,7 +268,8 @@ pub fn produce(
         repack: !config.no_repack,
         filter: parse_filter(filter)?,
     };
-    let llama = extract(model, prompt, &dir.join(LLAMA_CPP), &opts).context("extract")?;
+    let llama = super::isolate::extract(model, prompt, &dir.join(LLAMA_CPP), &opts, false, false)
+        .context("extract")?;
     let extract_secs = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
@@ -277,18 +280,35 @@ pub fn produce(
         eprintln!("warning: fault {} injected into the reference", f.name());
     }
     let out = dir.join(REFERENCE);
-    let reference = match reference(model, prompt, &out, &ropts) {
+    let bar = super::progress::spinner("reference: loading the model");
+    let run_reference = |ropts: &crate::reference::ReferenceOptions| {
+        reference_with_progress(model, prompt, &out, ropts, &mut |p| {
+            if let Some(pb) = &bar {
+                match p {
+                    RefProgress::Loaded { steps } => {
+                        super::progress::steps(pb, u64::from(steps) + 1, "reference")
+                    }
+                    RefProgress::Step { step } => pb.set_position(u64::from(step) + 1),
+                }
+            }
+        })
+    };
+    let reference = match run_reference(&ropts) {
         Err(ReferenceError::Tokenizer(e)) => {
-            eprintln!(
-                "warning: the Rust tokenizer cannot tokenize for this model ({e}); the reference \
-                 evaluates llama.cpp's token ids, so tokenization is not checked"
+            super::progress::eprint_line(
+                bar.as_ref(),
+                &format!(
+                    "warning: the Rust tokenizer cannot tokenize for this model ({e}); the \
+                     reference evaluates llama.cpp's token ids, so tokenization is not checked"
+                ),
             );
             ropts.token_ids = Some(llama.prompt_tokens.clone());
-            reference(model, prompt, &out, &ropts)
+            run_reference(&ropts)
         }
         other => other,
     }
     .context("reference")?;
+    super::progress::done(bar);
     let reference_secs = started.elapsed().as_secs_f64();
     Ok(Produced {
         llama,

@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::extract::parse_filter;
 use super::Outcome;
 use crate::checkpoint::KvType;
-use crate::reference::{reference, Fault, Mode, ReferenceOptions};
+use crate::reference::{Fault, Mode, ReferenceOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -97,7 +97,27 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         eprintln!("warning: fault {} injected into the reference", f.name());
     }
     let started = std::time::Instant::now();
-    let s = reference(&args.model, &args.prompt, &args.out, &opts).context("reference")?;
+    let bar = super::progress::spinner("reference: loading the model");
+    let s = crate::reference::reference_with_progress(
+        &args.model,
+        &args.prompt,
+        &args.out,
+        &opts,
+        &mut |p| {
+            if let Some(pb) = &bar {
+                match p {
+                    crate::reference::Progress::Loaded { steps } => {
+                        super::progress::steps(pb, u64::from(steps) + 1, "reference")
+                    }
+                    crate::reference::Progress::Step { step } => {
+                        pb.set_position(u64::from(step) + 1)
+                    }
+                }
+            }
+        },
+    )
+    .context("reference")?;
+    super::progress::done(bar);
     eprintln!(
         "wrote {} checkpoints for {} prompt tokens + {} steps to {} in {:.2} s (mode {}, generated {:?})",
         s.checkpoints,

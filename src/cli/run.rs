@@ -130,7 +130,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let expected = DumpFolder::open(&out.join(LLAMA_CPP)).context("opening llama.cpp's dumps")?;
     let candidate =
         DumpFolder::open(&out.join(REFERENCE)).context("opening the reference's dumps")?;
+    let bar = super::progress::spinner("comparing");
     let c = compare_folders(&expected, &candidate, &tol)?;
+    super::progress::done(bar);
     emit(
         &c,
         &format!("llorch-diff run {} {:?}", source.file_name(), args.prompt),

@@ -7,7 +7,7 @@
 
 use crate::checkpoint::{CheckpointName, Kind, Tensor};
 
-use super::Capture;
+use super::{Capture, CaptureView};
 
 /// How a captured node becomes a checkpoint tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,11 +378,21 @@ pub fn take(rule: &NodeRule, captures: &[Capture], filled: usize) -> Result<Tens
         .iter()
         .rev()
         .find(|c| c.name == rule.node && (rule.op.is_empty() || c.op == rule.op))
-        .ok_or_else(|| CaptureError::Missing {
-            name: rule.name.clone(),
-            node: rule.node.clone(),
-            op: rule.op,
-        })?;
+        .ok_or_else(|| missing(rule))?;
+    arrange(rule, &c.view(), filled)
+}
+
+/// The error for a rule whose node was not captured.
+pub fn missing(rule: &NodeRule) -> CaptureError {
+    CaptureError::Missing {
+        name: rule.name.clone(),
+        node: rule.node.clone(),
+        op: rule.op,
+    }
+}
+
+/// Rearranges the rule's captured node into the checkpoint's shape.
+pub fn arrange(rule: &NodeRule, c: &CaptureView, filled: usize) -> Result<Tensor, CaptureError> {
     let bad = |why: String| CaptureError::Layout {
         name: rule.name.clone(),
         node: rule.node.clone(),
@@ -396,7 +406,7 @@ pub fn take(rule: &NodeRule, captures: &[Capture], filled: usize) -> Result<Tens
             if rev[..4 - rank].iter().any(|&d| d != 1) {
                 return Err(bad(format!("expected {rank} dimensions")));
             }
-            Ok(Tensor::new(rev[4 - rank..].to_vec(), c.data.clone()))
+            Ok(Tensor::new(rev[4 - rank..].to_vec(), c.data.to_vec()))
         }
         Layout::CacheK => {
             if ne3 != 1 || filled > ne2 {

@@ -13,6 +13,7 @@ use globset::GlobMatcher;
 
 use super::capture::{self, CaptureError, GraphFamily};
 use super::{KvType, LlamaError, Session};
+use crate::checkpoint::folder::BackgroundWriter;
 use crate::checkpoint::manifest::ModelInfo;
 use crate::checkpoint::{greedy_token, CheckpointName, DumpError, DumpWriter, Manifest, Tensor};
 use crate::cpu_config::CpuConfig;
@@ -91,13 +92,25 @@ pub fn producer_detail() -> std::collections::BTreeMap<String, String> {
     .collect()
 }
 
+/// How far an extract has come, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The model is loaded; `steps` decode steps follow the prompt.
+    Loaded { steps: u32 },
+    /// Step `step` (0 = the prompt) is evaluated and handed to the writer.
+    Step { step: u32 },
+}
+
+/// Checkpoints waiting for the writer thread at most.
+const WRITE_QUEUE: usize = 64;
+
 pub fn extract(
     model: &Path,
     prompt: &str,
     out: &Path,
     opts: &ExtractOptions,
 ) -> Result<ExtractSummary, ExtractError> {
-    extract_nodes(model, prompt, out, opts, false)
+    extract_with_progress(model, prompt, out, opts, false, &mut |_| {})
 }
 
 /// [`extract`], and with `all_nodes` every node of every step's graph besides (the filter
@@ -108,6 +121,19 @@ pub fn extract_nodes(
     out: &Path,
     opts: &ExtractOptions,
     all_nodes: bool,
+) -> Result<ExtractSummary, ExtractError> {
+    extract_with_progress(model, prompt, out, opts, all_nodes, &mut |_| {})
+}
+
+/// [`extract`], with `all_nodes` every node of every step's graph besides (the filter applies to
+/// the catalogue's checkpoints only), telling `progress` where it is.
+pub fn extract_with_progress(
+    model: &Path,
+    prompt: &str,
+    out: &Path,
+    opts: &ExtractOptions,
+    all_nodes: bool,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<ExtractSummary, ExtractError> {
     check_model_file(model)?;
     // A context large enough for the usual prompt; reopened below if the prompt is longer.
@@ -126,6 +152,7 @@ pub fn extract_nodes(
         session = Session::open(model, n_ctx, opts.kv_type, opts.threads, opts.repack)?;
     }
     let dims = session.dims();
+    progress(Progress::Loaded { steps: opts.steps });
 
     let wanted = |name: &CheckpointName| {
         opts.filter
@@ -139,13 +166,18 @@ pub fn extract_nodes(
     .into_iter()
     .filter(|r| wanted(&r.name))
     .collect();
-    let mut nodes: Vec<String> = rules.iter().map(|r| r.node.clone()).collect();
-    nodes.sort();
-    nodes.dedup();
     if all_nodes {
-        session.capture_all_and(&nodes)?;
+        let mut names: Vec<String> = rules.iter().map(|r| r.node.clone()).collect();
+        names.sort();
+        names.dedup();
+        session.capture_all_and(&names)?;
     } else {
-        session.capture_names(&nodes)?;
+        // Only the (node, op) pairs the rules take are observed (an empty op: any op).
+        let mut nodes: Vec<(String, &str)> =
+            rules.iter().map(|r| (r.node.clone(), r.op)).collect();
+        nodes.sort();
+        nodes.dedup();
+        session.capture_nodes(&nodes)?;
     }
 
     let mut manifest = Manifest::new("llama.cpp");
@@ -161,21 +193,38 @@ pub fn extract_nodes(
     manifest.kv_type = opts.kv_type.as_str().to_string();
     manifest.threads = opts.threads as u32;
     manifest.steps = opts.steps;
-    let mut writer = DumpWriter::create(out, manifest)?;
+    // Files are written on a thread of their own while llama.cpp computes the next step.
+    let mut writer = BackgroundWriter::new(DumpWriter::create(out, manifest)?, WRITE_QUEUE);
 
     let mut generated = Vec::new();
     let mut input = prompt_tokens.clone();
     let mut pos = 0usize;
     for step in 0..=opts.steps {
-        let captures = session.decode(&input, pos)?;
+        let captures = session.decode_views(&input, pos)?;
         let filled = pos + input.len();
         if wanted(&CheckpointName::Tokens) {
             let ids = Tensor::new(vec![input.len()], input.iter().map(|&t| t as f32).collect());
-            writer.add(step, &CheckpointName::Tokens, &ids)?;
+            writer.add(step, &CheckpointName::Tokens, ids)?;
+        }
+        // The last node of each name and op (a node renamed twice is still one node).
+        let mut index = std::collections::HashMap::with_capacity(captures.len());
+        let mut by_name = std::collections::HashMap::with_capacity(captures.len());
+        for (i, c) in captures.iter().enumerate() {
+            index.insert((c.name, c.op), i);
+            by_name.insert(c.name, i);
         }
         for rule in &rules {
-            match capture::take(rule, &captures, filled) {
-                Ok(t) => writer.add(step, &rule.name, &t)?,
+            let taken = if rule.op.is_empty() {
+                by_name.get(rule.node.as_str())
+            } else {
+                index.get(&(rule.node.as_str(), rule.op))
+            };
+            let arranged = taken
+                .map(|&i| &captures[i])
+                .ok_or_else(|| capture::missing(rule))
+                .and_then(|c| capture::arrange(rule, c, filled));
+            match arranged {
+                Ok(t) => writer.add(step, &rule.name, t)?,
                 // Without a catalogue, a universal checkpoint the family lacks is left out.
                 Err(_) if family.is_none() => {}
                 Err(e) => return Err(e.into()),
@@ -190,13 +239,8 @@ pub fn extract_nodes(
                 while shape.len() > 1 && shape[0] == 1 {
                     shape.remove(0);
                 }
-                let t = Tensor::new(shape, c.data.clone());
-                writer.add_node(
-                    step,
-                    &capture::node_checkpoint(i, &c.name, &c.op),
-                    &c.op,
-                    &t,
-                )?;
+                let t = Tensor::new(shape, c.data.to_vec());
+                writer.add_node(step, &capture::node_checkpoint(i, c.name, c.op), c.op, t)?;
             }
         }
         let last = session
@@ -206,7 +250,9 @@ pub fn extract_nodes(
         generated.push(next);
         pos = filled;
         input = vec![next];
+        progress(Progress::Step { step });
     }
+    let mut writer = writer.finish()?;
     writer.manifest.generated_tokens = generated.clone();
     let checkpoints = writer.manifest.checkpoints.len();
     let folder = writer.finish()?;

@@ -39,6 +39,9 @@ unsafe extern "C" {
     pub fn llorch_set_verbose(verbose: bool);
 }
 unsafe extern "C" {
+    pub fn llorch_set_child_log(on: bool);
+}
+unsafe extern "C" {
     pub fn llorch_session_open(
         model_path: *const ::std::os::raw::c_char,
         options: *const llorch_options,
@@ -84,6 +87,14 @@ unsafe extern "C" {
     pub fn llorch_capture_names(
         session: *mut llorch_session,
         names: *const *const ::std::os::raw::c_char,
+        n: i32,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn llorch_capture_nodes(
+        session: *mut llorch_session,
+        names: *const *const ::std::os::raw::c_char,
+        ops: *const *const ::std::os::raw::c_char,
         n: i32,
     ) -> ::std::os::raw::c_int;
 }

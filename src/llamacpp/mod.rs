@@ -67,6 +67,41 @@ pub struct Capture {
     pub data: Vec<f32>,
 }
 
+/// A captured node as the session holds it: valid until the next decode.
+#[derive(Debug, Clone, Copy)]
+pub struct CaptureView<'a> {
+    pub name: &'a str,
+    pub op: &'a str,
+    pub ggml_type: i32,
+    /// ggml order: innermost first.
+    pub ne: [usize; 4],
+    pub data: &'a [f32],
+}
+
+impl Capture {
+    pub fn view(&self) -> CaptureView<'_> {
+        CaptureView {
+            name: &self.name,
+            op: &self.op,
+            ggml_type: self.ggml_type,
+            ne: self.ne,
+            data: &self.data,
+        }
+    }
+}
+
+impl CaptureView<'_> {
+    pub fn to_owned(&self) -> Capture {
+        Capture {
+            name: self.name.to_string(),
+            op: self.op.to_string(),
+            ggml_type: self.ggml_type,
+            ne: self.ne,
+            data: self.data.to_vec(),
+        }
+    }
+}
+
 /// A loaded model and a validation context (flash attention off, chosen KV type and threads).
 pub struct Session {
     raw: NonNull<ffi::llorch_session>,
@@ -220,6 +255,50 @@ impl Session {
         Ok(())
     }
 
+    /// Sets the nodes the eval callback captures from the next decode on: each name with the
+    /// one ggml op taken under it (a name may come several times). Only these nodes are
+    /// observed: every observed node ends a graph compute of its own.
+    pub fn capture_nodes(&mut self, nodes: &[(String, &str)]) -> Result<(), LlamaError> {
+        let cstr = |s: &str| {
+            CString::new(s).map_err(|_| LlamaError::Usage(format!("node name {s:?} has a NUL")))
+        };
+        let names: Vec<CString> = nodes
+            .iter()
+            .map(|(n, _)| cstr(n))
+            .collect::<Result<_, _>>()?;
+        let ops: Vec<CString> = nodes
+            .iter()
+            .map(|(_, o)| cstr(o))
+            .collect::<Result<_, _>>()?;
+        let name_ptrs: Vec<*const std::os::raw::c_char> =
+            names.iter().map(|c| c.as_ptr()).collect();
+        // An empty op takes the name with any op (a null pointer for the shim).
+        let op_ptrs: Vec<*const std::os::raw::c_char> = ops
+            .iter()
+            .map(|c| {
+                if c.as_bytes().is_empty() {
+                    std::ptr::null()
+                } else {
+                    c.as_ptr()
+                }
+            })
+            .collect();
+        // SAFETY: both arrays hold nodes.len() pointers into CStrings alive for the call; the
+        // shim copies the strings.
+        let rc = unsafe {
+            ffi::llorch_capture_nodes(
+                self.raw.as_ptr(),
+                name_ptrs.as_ptr(),
+                op_ptrs.as_ptr(),
+                nodes.len() as i32,
+            )
+        };
+        if rc != 0 {
+            return Err(last_error());
+        }
+        Ok(())
+    }
+
     /// Captures every F32/F16/BF16/I32 node from the next decode on (a survey of the graph).
     pub fn capture_all(&mut self) {
         // SAFETY: n < 0 means "all"; no names are read.
@@ -248,6 +327,19 @@ impl Session {
 
     /// Evaluates `tokens` at positions `pos0..` and returns the captured nodes in graph order.
     pub fn decode(&mut self, tokens: &[i32], pos0: usize) -> Result<Vec<Capture>, LlamaError> {
+        Ok(self
+            .decode_views(tokens, pos0)?
+            .iter()
+            .map(CaptureView::to_owned)
+            .collect())
+    }
+
+    /// As [`Session::decode`], the captures borrowed from the session (no copy).
+    pub fn decode_views(
+        &mut self,
+        tokens: &[i32],
+        pos0: usize,
+    ) -> Result<Vec<CaptureView<'_>>, LlamaError> {
         // SAFETY: tokens is valid for its length.
         let rc = unsafe {
             ffi::llorch_decode(
@@ -262,7 +354,7 @@ impl Session {
         }
         // SAFETY: valid session.
         let n = unsafe { ffi::llorch_capture_count(self.raw.as_ptr()) };
-        let mut out = Vec::with_capacity(n as usize);
+        let mut out = Vec::with_capacity(n.max(0) as usize);
         for i in 0..n {
             let mut c = ffi::llorch_capture {
                 name: std::ptr::null(),
@@ -277,15 +369,21 @@ impl Session {
             }
             let ne = c.ne.map(|v| v as usize);
             let count: usize = ne.iter().product();
-            // SAFETY: the shim guarantees `count` floats at c.data and NUL-terminated strings.
+            // SAFETY: the shim guarantees `count` floats at c.data and NUL-terminated strings,
+            // alive until the next decode, clear or free, none of which can happen while the
+            // returned views borrow the session.
             let (name, op, data) = unsafe {
                 (
-                    CStr::from_ptr(c.name).to_string_lossy().into_owned(),
-                    CStr::from_ptr(c.op).to_string_lossy().into_owned(),
-                    std::slice::from_raw_parts(c.data, count).to_vec(),
+                    CStr::from_ptr(c.name).to_str().unwrap_or(""),
+                    CStr::from_ptr(c.op).to_str().unwrap_or(""),
+                    if count == 0 {
+                        &[][..]
+                    } else {
+                        std::slice::from_raw_parts(c.data, count)
+                    },
                 )
             };
-            out.push(Capture {
+            out.push(CaptureView {
                 name,
                 op,
                 ggml_type: c.type_,
@@ -312,6 +410,13 @@ impl Drop for Session {
         // SAFETY: raw came from llorch_session_open and is freed once.
         unsafe { ffi::llorch_session_free(self.raw.as_ptr()) };
     }
+}
+
+/// In a child process whose stderr the parent reads: llama.cpp's hidden log lines and a ggml
+/// assertion's message are written to stderr with a marker (see `csrc/extractor.h`).
+pub fn set_child_log(on: bool) {
+    // SAFETY: plain global setter.
+    unsafe { ffi::llorch_set_child_log(on) }
 }
 
 /// Silences llama.cpp's own log (errors still reach stderr) unless `verbose`.

@@ -433,11 +433,31 @@ pub fn check_model(model: &Path) -> Result<(), ReferenceError> {
 }
 
 /// Runs the reference on `model` and `prompt` and writes the dump folder `out`.
+/// How far a reference run has come, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The model is loaded; `steps` decode steps follow the prompt.
+    Loaded { steps: u32 },
+    /// Step `step` (0 = the prompt) is evaluated and written.
+    Step { step: u32 },
+}
+
 pub fn reference(
     model: &Path,
     prompt: &str,
     out: &Path,
     opts: &ReferenceOptions,
+) -> Result<ReferenceSummary, ReferenceError> {
+    reference_with_progress(model, prompt, out, opts, &mut |_| {})
+}
+
+/// [`reference`], telling `progress` where it is.
+pub fn reference_with_progress(
+    model: &Path,
+    prompt: &str,
+    out: &Path,
+    opts: &ReferenceOptions,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<ReferenceSummary, ReferenceError> {
     // The reader's I/O errors name the path themselves; checking the file first keeps the
     // common case (no such file) to one mention of it, as extract does.
@@ -487,6 +507,7 @@ pub fn reference(
     manifest.threads = pool.current_num_threads() as u32;
     manifest.steps = opts.steps;
     let mut writer = DumpWriter::create(out, manifest)?;
+    progress(Progress::Loaded { steps: opts.steps });
 
     let mut generated = Vec::new();
     let mut input = prompt_tokens.clone();
@@ -509,6 +530,7 @@ pub fn reference(
             None => next,
         };
         input = vec![fed];
+        progress(Progress::Step { step });
     }
     writer.manifest.generated_tokens = generated.clone();
     let checkpoints = writer.manifest.checkpoints.len();
