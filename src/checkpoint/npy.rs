@@ -1,7 +1,7 @@
 //! numpy `.npy` files as an alternative dump encoding, so another engine's dumps written with
 //! `numpy.save` compare directly. f32 and f64 arrays in C or Fortran order are accepted.
 
-use std::fs::File;
+use std::fs;
 use std::path::Path;
 
 use ndarray::ArrayD;
@@ -10,10 +10,15 @@ use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
 use super::format::{DumpError, Tensor};
 
 pub fn read_npy(path: &Path) -> Result<Tensor, DumpError> {
-    let open = || File::open(path).map_err(|e| DumpError::io(path, e));
-    let array: ArrayD<f32> = match ArrayD::<f32>::read_npy(open()?) {
+    let bytes = fs::read(path).map_err(|e| DumpError::io(path, e))?;
+    decode_npy(&bytes, path)
+}
+
+/// Parses the bytes of a `.npy` file; `path` only names it in errors.
+pub fn decode_npy(bytes: &[u8], path: &Path) -> Result<Tensor, DumpError> {
+    let array: ArrayD<f32> = match ArrayD::<f32>::read_npy(bytes) {
         Ok(a) => a,
-        Err(ReadNpyError::WrongDescriptor(_)) => ArrayD::<f64>::read_npy(open()?)
+        Err(ReadNpyError::WrongDescriptor(_)) => ArrayD::<f64>::read_npy(bytes)
             .map_err(|e| DumpError::format(path, format!("npy: {e}")))?
             .mapv(|v| v as f32),
         Err(e) => return Err(DumpError::format(path, format!("npy: {e}"))),
