@@ -3,8 +3,50 @@
 //! correct result. Byte inputs live in `tests/data/fuzz/<target>/`; the committed seed corpus
 //! `fuzz/seeds/<target>/` is replayed too.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::fs;
 use std::path::PathBuf;
+
+/// The system allocator, noting the largest single allocation each thread makes, so a test can
+/// tell a reader that reserves what a length field announces from one that checks it first.
+struct Counting;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note(size: usize) {
+    let _ = LARGEST.try_with(|c| c.set(c.get().max(size)));
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// The largest single allocation `f` makes on this thread.
+fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    LARGEST.with(|c| c.set(0));
+    let out = f();
+    (out, LARGEST.with(Cell::get))
+}
 
 #[path = "../fuzz/checks.rs"]
 mod checks;
@@ -96,9 +138,31 @@ fn npy_lengths_beyond_the_file_are_refused_before_allocating() {
         ),
     ] {
         let path = root().join("tests/data/fuzz/npy").join(name);
-        let err = llorch_diff::checkpoint::npy::read_npy(&path)
-            .expect_err(name)
-            .to_string();
+        let (result, largest) =
+            largest_allocation(|| llorch_diff::checkpoint::npy::read_npy(&path));
+        let err = result.expect_err(name).to_string();
         assert!(err.contains(says), "{name}: {err}");
+        assert!(
+            largest < 1 << 20,
+            "{name}: allocated {largest} bytes at once"
+        );
     }
+}
+
+/// A GGUF whose metadata count fits the file's size (14 bytes per pair at least) but not its
+/// content: the reader reserved room for every announced pair (56 bytes each in memory, plus
+/// the key index) before reading the first, over 100 MB for this 32 MB file, gigabytes for a
+/// large one. Now the capacity grows with pairs read, and the empty first key is refused.
+#[test]
+fn gguf_counts_do_not_reserve_memory_before_entries_are_read() {
+    let len: usize = 32 << 20;
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend_from_slice(&3u32.to_le_bytes());
+    bytes.extend_from_slice(&0u64.to_le_bytes());
+    bytes.extend_from_slice(&((len as u64 - 24) / 14).to_le_bytes());
+    bytes.resize(len, 0);
+    let (result, largest) = largest_allocation(|| llorch_diff::gguf::GgufFile::from_bytes(bytes));
+    let err = result.expect_err("an empty key").to_string();
+    assert!(err.contains("empty key"), "{err}");
+    assert!(largest < 8 << 20, "allocated {largest} bytes at once");
 }

@@ -12,7 +12,9 @@ mod checks;
 
 fn tokenizer() -> &'static Tokenizer {
     static TOK: OnceLock<Tokenizer> = OnceLock::new();
-    TOK.get_or_init(|| checks::smollm2_tokenizer(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))))
+    TOK.get_or_init(|| {
+        checks::smollm2_tokenizer(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")))
+    })
 }
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::tokenizer(tokenizer(), data));
