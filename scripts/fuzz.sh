@@ -9,6 +9,8 @@
 # and writes what it finds (crash-*, leak-*, timeout-*, oom-*) to fuzz/artifacts/<target>/.
 # The `tokenizer` target reads models/SmolLM2-135M-Instruct.Q4_1.gguf, or LLORCH_FUZZ_MODEL.
 # Extra libFuzzer flags can be passed in FUZZ_FLAGS (e.g. FUZZ_FLAGS="-jobs=2 -workers=2").
+# A finding is replayed with `fuzz/target/<host>/release/<target> <file>` or
+# `cargo +nightly fuzz run <target> <file>`.
 #
 # Exit status: 0 when no target found anything, 1 otherwise.
 set -euo pipefail
@@ -23,10 +25,14 @@ else
     mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 
-# Release code with debug assertions (so an integer overflow is a finding, not a wrap).
-build=()
-[ "${#targets[@]}" -eq 1 ] && build=("${targets[0]}")
-nice -n 10 cargo +nightly fuzz build --debug-assertions "${build[@]}" >&2
+# Release code with debug assertions (so an integer overflow is a finding, not a wrap), built
+# once; FUZZ_NO_BUILD=1 runs the binaries already in fuzz/target.
+if [ -z "${FUZZ_NO_BUILD:-}" ]; then
+    build=()
+    [ "${#targets[@]}" -eq 1 ] && build=("${targets[0]}")
+    nice -n 10 cargo +nightly fuzz build --debug-assertions "${build[@]}" >&2
+fi
+bin=target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release
 
 total=0
 found=0
@@ -39,7 +45,7 @@ for t in "${targets[@]}"; do
     # it is checked against the input shows up as an "out-of-memory (malloc(...))" finding).
     dirs=("corpus/$t")
     [ -d "seeds/$t" ] && dirs+=("seeds/$t")
-    if ! nice -n 10 cargo +nightly fuzz run --debug-assertions "$t" "${dirs[@]}" -- \
+    if ! nice -n 10 "$bin/$t" "${dirs[@]}" -artifact_prefix="artifacts/$t/" \
         -max_total_time="$secs" -print_final_stats=1 -timeout=10 \
         -rss_limit_mb=2048 -malloc_limit_mb=512 ${FUZZ_FLAGS:-} >"$log" 2>&1; then
         status="FOUND SOMETHING: see $log and fuzz/artifacts/$t/"
