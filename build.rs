@@ -77,6 +77,10 @@ fn main() {
     let llama_root = locate_pinned_source(&manifest_dir);
     // Cheap and independent of the llama.cpp cache below: regenerated on every build-script run.
     generate_tables(&llama_root, &out_dir);
+    // Without the `llama` feature (the fuzz targets) neither llama.cpp nor the shim is built.
+    if env::var_os("CARGO_FEATURE_LLAMA").is_none() {
+        return;
+    }
 
     let march = env::var("LLORCH_MARCH").unwrap_or_else(|_| DEFAULT_MARCH.to_string());
     let compiler = cc::Build::new().cpp(true).get_compiler();

@@ -7,11 +7,13 @@
 //! description of llama.cpp's CPU backend configuration, [`cpu_config`].
 
 pub mod checkpoint;
+#[cfg(feature = "llama")]
 pub mod cli;
 pub mod compare;
 pub mod cpu_config;
 pub mod gguf;
 pub mod hf;
+#[cfg(feature = "llama")]
 pub mod llamacpp;
 pub mod quant;
 pub mod reference;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::catalogue::{CheckpointId, CheckpointName};
 use super::format::{encode, read_dump, write_atomic, DumpError, Tensor};
-use super::manifest::{Entry, Manifest, FILE_NAME, FORMAT};
+use super::manifest::{Entry, Manifest, FILE_NAME};
 use super::npy::read_npy;
 
 /// File name of a checkpoint inside a folder.
@@ -259,21 +259,8 @@ impl DumpFolder {
         let mut entries = Vec::new();
         let manifest = if manifest_path.is_file() {
             let bytes = fs::read(&manifest_path).map_err(|e| DumpError::io(&manifest_path, e))?;
-            let m: Manifest = serde_json::from_slice(&bytes)
-                .map_err(|e| DumpError::format(&manifest_path, format!("invalid manifest: {e}")))?;
-            if m.format != FORMAT {
-                return Err(DumpError::format(
-                    &manifest_path,
-                    format!("format is {:?}, expected {FORMAT:?}", m.format),
-                ));
-            }
+            let m = Manifest::parse(&bytes, &manifest_path)?;
             for e in &m.checkpoints {
-                if e.file.split('/').any(|c| c == ".." || c.is_empty()) || e.file.starts_with('/') {
-                    return Err(DumpError::format(
-                        &manifest_path,
-                        format!("entry {} has unsafe path {:?}", e.name, e.file),
-                    ));
-                }
                 entries.push(FolderEntry {
                     id: CheckpointId {
                         step: e.step,

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::format::DumpError;
+
 /// The KV cache type a run uses (llama.cpp) or emulates (the reference).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
@@ -128,6 +130,31 @@ impl Manifest {
             steps: 0,
             checkpoints: vec![],
         }
+    }
+}
+
+impl Manifest {
+    /// Parses `manifest.json` bytes and checks what a reader relies on: the format tag, and
+    /// that every entry's file is a relative path inside the folder. `path` only names the
+    /// file in errors.
+    pub fn parse(bytes: &[u8], path: &std::path::Path) -> Result<Manifest, DumpError> {
+        let m: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| DumpError::format(path, format!("invalid manifest: {e}")))?;
+        if m.format != FORMAT {
+            return Err(DumpError::format(
+                path,
+                format!("format is {:?}, expected {FORMAT:?}", m.format),
+            ));
+        }
+        for e in &m.checkpoints {
+            if e.file.split('/').any(|c| c == ".." || c.is_empty()) || e.file.starts_with('/') {
+                return Err(DumpError::format(
+                    path,
+                    format!("entry {} has unsafe path {:?}", e.name, e.file),
+                ));
+            }
+        }
+        Ok(m)
     }
 }
 

@@ -8,6 +8,7 @@
 //! synthetic one: every column weighted 1.
 
 use super::reader::GgufError;
+#[cfg(feature = "llama")]
 use crate::llamacpp::ggml;
 use crate::quant::{self, GgmlType};
 
@@ -38,6 +39,11 @@ pub(crate) fn supported(ty: GgmlType) -> bool {
 /// `ggml_quantize_chunk`; `dst` must be exactly `ty.row_size(src.len())` bytes.
 pub(crate) fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), GgufError> {
     let fail = |e: String| GgufError::Write(format!("quantizing a row to {ty}: {e}"));
+    #[cfg(not(feature = "llama"))]
+    if via_ggml(ty) {
+        return Err(fail("built without llama.cpp (feature `llama`)".into()));
+    }
+    #[cfg(feature = "llama")]
     if via_ggml(ty) {
         let ones;
         let imatrix = if ggml::quantize_requires_imatrix(ty) {

@@ -225,6 +225,13 @@ pub(crate) fn type_name(id: u32) -> &'static str {
 }
 
 /// Smallest encoded size of one value of a type, or None for an unknown type id.
+/// Initial capacity for `n` entries announced by a count field: at most 65536, the rest grows
+/// as entries are read, so a count that fits the file's size but not its content never
+/// reserves more than a few MB.
+fn capacity(n: u64) -> usize {
+    n.min(1 << 16) as usize
+}
+
 fn min_value_bytes(id: u32) -> Option<u64> {
     Some(match id {
         0 | 1 | 7 => 1,
@@ -581,8 +588,10 @@ impl<'a> Parser<'a> {
             ));
         }
 
-        let mut metadata: Vec<(String, MetaValue)> = Vec::with_capacity(n_kv as usize);
-        let mut seen: HashMap<String, ()> = HashMap::with_capacity(n_kv as usize);
+        // The counts only bound what fits in the file, and an entry in memory is several times
+        // its smallest encoding: capacity grows with entries actually read.
+        let mut metadata: Vec<(String, MetaValue)> = Vec::with_capacity(capacity(n_kv));
+        let mut seen: HashMap<String, ()> = HashMap::with_capacity(capacity(n_kv));
         for i in 0..n_kv {
             let key_at = self.pos as u64;
             let key = self.string(&|| format!("metadata[{i}] key"))?;
@@ -624,9 +633,9 @@ impl<'a> Parser<'a> {
             }
         };
 
-        let mut tensors: Vec<TensorInfo> = Vec::with_capacity(n_tensors as usize);
-        let mut offset_fields: Vec<(u64, u64)> = Vec::with_capacity(n_tensors as usize);
-        let mut names: HashMap<String, ()> = HashMap::with_capacity(n_tensors as usize);
+        let mut tensors: Vec<TensorInfo> = Vec::with_capacity(capacity(n_tensors));
+        let mut offset_fields: Vec<(u64, u64)> = Vec::with_capacity(capacity(n_tensors));
+        let mut names: HashMap<String, ()> = HashMap::with_capacity(capacity(n_tensors));
         for i in 0..n_tensors {
             let name_at = self.pos as u64;
             let name = self.string(&|| format!("tensor_info[{i}] name"))?;
@@ -842,7 +851,7 @@ impl<'a> Parser<'a> {
                     ));
                 }
                 // Capacity grows with elements actually read; a MetaValue is wider than a byte.
-                let mut items = Vec::with_capacity((n as usize).min(1 << 16));
+                let mut items = Vec::with_capacity(capacity(n));
                 for i in 0..n {
                     items.push(self.value(ety, depth + 1, &|| format!("{}[{i}]", field()))?);
                 }
