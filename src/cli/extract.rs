@@ -87,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         args.all_nodes,
         args.verbose,
     )
-        .context("extract")?;
+    .context("extract")?;
     eprintln!(
         "wrote {} checkpoints for {} prompt tokens + {} steps to {} in {:.2} s (generated {:?})",
         s.checkpoints,

@@ -220,10 +220,12 @@ fn is_output_folder(dir: &Path) -> bool {
         let Ok(e) = e else { return false };
         let path = e.path();
         match e.file_name().to_str() {
-            Some(LLAMA_CPP | REFERENCE | super::candidate::CANDIDATE
-                | super::threeway::TRANSFORMERS_DIR) => {
-                path.join("manifest.json").is_file()
-            }
+            Some(
+                LLAMA_CPP
+                | REFERENCE
+                | super::candidate::CANDIDATE
+                | super::threeway::TRANSFORMERS_DIR,
+            ) => path.join("manifest.json").is_file(),
             Some(MODEL_DIR) => fs::read_dir(&path).is_ok_and(|d| {
                 d.into_iter().all(|f| {
                     f.is_ok_and(|f| {

@@ -173,8 +173,7 @@ pub fn extract_with_progress(
         session.capture_all_and(&names)?;
     } else {
         // Only the (node, op) pairs the rules take are observed (an empty op: any op).
-        let mut nodes: Vec<(String, &str)> =
-            rules.iter().map(|r| (r.node.clone(), r.op)).collect();
+        let mut nodes: Vec<(String, &str)> = rules.iter().map(|r| (r.node.clone(), r.op)).collect();
         nodes.sort();
         nodes.dedup();
         session.capture_nodes(&nodes)?;
