@@ -125,19 +125,21 @@ impl Drop for DumpWriter {
     }
 }
 
+/// One checkpoint waiting for the writer thread: step, name, the ggml op of a graph node dumped
+/// as itself (`--all-nodes`), the value.
+type Queued = (u32, CheckpointName, Option<String>, Tensor);
+
 /// A [`DumpWriter`] on a thread of its own, fed through a bounded channel: the producer hands
 /// over each checkpoint and goes on computing while the file is written.
 pub struct BackgroundWriter {
-    /// Each checkpoint with the ggml op of a graph node dumped as itself (`--all-nodes`).
-    tx: Option<std::sync::mpsc::SyncSender<(u32, CheckpointName, Option<String>, Tensor)>>,
+    tx: Option<std::sync::mpsc::SyncSender<Queued>>,
     handle: Option<std::thread::JoinHandle<Result<DumpWriter, DumpError>>>,
 }
 
 impl BackgroundWriter {
     /// At most `depth` checkpoints wait to be written; `add` blocks beyond that.
     pub fn new(mut writer: DumpWriter, depth: usize) -> Self {
-        let (tx, rx) =
-            std::sync::mpsc::sync_channel::<(u32, CheckpointName, Option<String>, Tensor)>(depth);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Queued>(depth);
         let handle = std::thread::Builder::new()
             .name("dump-writer".into())
             .spawn(move || {
