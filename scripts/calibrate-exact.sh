@@ -1,12 +1,14 @@
 #!/usr/bin/env sh
 # Measures the distances behind the built-in `exact` tolerance set (src/compare/default_tolerances.toml):
 # the reference in exact mode (f32 mathematics) against llama.cpp (Q8-rounded activations) over
-# SmolLM2-135M in Q4_1 and re-quantized to Q4_K_M, Q8_0 and BF16, with 1-, ~18-, ~60- (chat, code,
-# numbers) and ~300-token prompts, KV f32 and f16, 4 decode steps (8 on two runs); and the presets
-# tiny-llama, tiny-gpt2, tiny-qwen2 and tiny-qwen3 in f32, f16, bf16, q8_0, q4_0, q4_k and iq4_xs with a
-# 1-token prompt (KV f32) and a ~40-token one (KV f16). Prints one verdict per run (with the built-in
-# set of the binary used), the largest NMSE, 1-cosine and KL per kind over all runs, and the runs that
-# the gates of a tolerance file would fail (default: the source tree's default_tolerances.toml).
+# SmolLM2-135M in Q4_1 and re-quantized to Q4_K_M, Q8_0 and BF16, with prompts of 1, 18, 81 (chat),
+# 106 (code), 130 (numbers) and 275 tokens (English), KV f32 and f16, 4 decode steps (8 on two
+# runs); and the presets tiny-llama, tiny-gpt2, tiny-qwen2 and tiny-qwen3 in f32, f16, bf16, q8_0,
+# q4_0, q4_k and iq4_xs with a 1-token prompt (KV f32) and a 44-token one (KV f16): 81 runs, about
+# 25 minutes on two cores. Prints one verdict per run (with the built-in set of the binary used),
+# the largest NMSE, 1-cosine and KL per kind over all runs (scripts/candidate_distances.py), the
+# gates they imply (scripts/exact_gates.py) and the runs that the `exact` gates of a tolerance
+# file fail (scripts/check_gates.py; default: the source tree's default_tolerances.toml).
 #
 #   scripts/calibrate-exact.sh                 # all runs, then the summary
 #   SKIP_RUNS=1 scripts/calibrate-exact.sh     # only the summary of the JSON already in $OUT
@@ -77,4 +79,5 @@ if [ "${SKIP_RUNS:-0}" != 1 ]; then
 fi
 echo "$(ls "$OUT"/*.json | wc -l) runs"
 python3 scripts/candidate_distances.py "$OUT"/*.json
+python3 scripts/exact_gates.py "$OUT"/*.json
 python3 scripts/check_gates.py "${TOLERANCES:-src/compare/default_tolerances.toml}" exact "$OUT"/*.json
