@@ -274,6 +274,64 @@ fn every_fault_is_caught_on_q4_k_m_with_a_long_prompt() {
     faults_are_caught(&model, prompt, &dir);
 }
 
+/// Exact mode's gates are loose enough for ggml's Q8 activation rounding (up to the one-token
+/// decodes of a Q4_K_M model), and still catch every gross fault: the faults are run in exact
+/// mode (F32 cache, 4 decode steps) on a 22-token prompt and must fail at a checkpoint of the
+/// kind they touch first. (Not necessarily its first layer: a RoPE base ten times too small
+/// barely moves the first positions' angles; on PROMPT it is caught only at step 3,
+/// blk.1, NMSE 2.0e-2 against the gate 2e-2.) A norm epsilon ten times too large (NMSE ~1e-5) is below what exact
+/// mode can tell from Q8 rounding, and keeping K and V in f32 is what exact mode does anyway:
+/// those two are proven in ggml mode only.
+#[test]
+fn exact_mode_catches_gross_faults() {
+    let model = common::smollm2();
+    let dir = common::scratch("ref_faults_exact");
+    const PROMPT: &str = "The capital of France is Paris, and the capital of Germany is Berlin. \
+                          What is the capital of Italy?";
+    let ex = llama_cpp(&model, PROMPT, KvType::F32, 4, &dir.join("ex"));
+    let clean = dir.join("clean");
+    reference(
+        &model,
+        PROMPT,
+        &clean,
+        &ref_opts(Mode::Exact, KvType::F32, 4, &ex),
+    )
+    .unwrap();
+    let c = judge(&dir.join("ex"), &clean);
+    assert!(
+        c.passed,
+        "the unfaulted exact reference fails: {:?}",
+        c.first_divergence
+    );
+    println!("{:<15} {:<22} {:>10}", "fault", "first divergence", "NMSE");
+    for fault in Fault::ALL
+        .into_iter()
+        .filter(|f| f.applies_to(Arch::Llama, false) && !matches!(f, Fault::EpsX10 | Fault::KvF32))
+    {
+        let out = dir.join(fault.name());
+        let mut opts = ref_opts(Mode::Exact, KvType::F32, 4, &ex);
+        opts.fault = Some(fault);
+        reference(&model, PROMPT, &out, &opts).unwrap();
+        let c = judge(&dir.join("ex"), &out);
+        assert!(!c.passed, "{} was not caught in exact mode", fault.name());
+        let d = c.first_divergence.unwrap();
+        println!(
+            "{:<15} step{} {:<16} {:>10.2e}",
+            fault.name(),
+            d.step,
+            d.checkpoint,
+            d.nmse.unwrap_or(f64::NAN)
+        );
+        assert_eq!(
+            (d.step, d.checkpoint.as_str()),
+            first_touched(fault),
+            "{}: {}",
+            fault.name(),
+            d.reason
+        );
+    }
+}
+
 #[test]
 fn reference_dumps_are_deterministic_whatever_the_thread_count() {
     let model = common::smollm2();
