@@ -126,3 +126,36 @@ fn reference_bad_input() {
     );
     assert!(!out.exists(), "no output folder on failure");
 }
+
+/// gpt2 has a learned position table (128 rows in tiny-gpt2): a longer prompt is refused before
+/// llama.cpp runs (which would abort on the table lookup) by `extract` and `run` alike.
+#[test]
+fn prompt_beyond_learned_positions() {
+    let dir = common::scratch("cli_positions");
+    let model = dir.join("tiny-gpt2.gguf");
+    let (code, err) = run(&[
+        "make-model",
+        "--preset",
+        "tiny-gpt2",
+        "--quant",
+        "f32",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let prompt = "one two three four five six seven eight nine ten ".repeat(20);
+    for cmd in ["extract", "run"] {
+        let out = dir.join(format!("out-{cmd}"));
+        assert_one_line_exit_2(
+            &[
+                cmd,
+                model.to_str().unwrap(),
+                &prompt,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "exceed the model's 128 learned positions",
+        );
+        assert!(!out.exists(), "{cmd}: no output folder on failure");
+    }
+}

@@ -13,7 +13,7 @@ use crate::checkpoint::{DumpFolder, KvType};
 use crate::compare::{compare_folders, Tolerances};
 use crate::cpu_config::CpuConfig;
 use crate::gguf::presets::{self, Preset};
-use crate::llamacpp::extract::{extract, ExtractOptions};
+use crate::llamacpp::extract::{extract, learned_positions, ExtractOptions};
 use crate::llamacpp::quantize::{quantize_model, FileType};
 use crate::llamacpp::{set_verbose, Session};
 use crate::reference::{reference, Mode, ReferenceOptions};
@@ -105,7 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         "{:<28} {:>5} {:>4} {:>3} {:>12}  first difference",
         "model", "len", "kv", "thr", "identical"
     );
-    let (mut cells, mut bad) = (0usize, 0usize);
+    let (mut cells, mut bad, mut skipped) = (0usize, 0usize, 0usize);
     let started = Instant::now();
     for s in &subjects {
         for &n in &args.lengths {
@@ -118,6 +118,21 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                         s.label,
                         kv.as_str()
                     ));
+                    // A length beyond a learned position table is no cell: llama.cpp cannot run it.
+                    if let Some(n_pos) = learned_positions(&s.file) {
+                        if n + args.steps as usize > n_pos {
+                            skipped += 1;
+                            println!(
+                                "{:<28} {n:>5} {:>4} {threads:>3} {:>12}  not run: {} positions \
+                                 exceed the model's {n_pos} learned positions",
+                                s.label,
+                                kv.as_str(),
+                                "SKIPPED",
+                                n + args.steps as usize
+                            );
+                            continue;
+                        }
+                    }
                     let cell = run_cell(&s.file, &prompt, &dir, kv, threads, args.steps, cpu)
                         .with_context(|| format!("{} at {n} tokens", s.label))?;
                     cells += 1;
@@ -141,8 +156,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
     }
     println!(
-        "matrix: {} passed, {} failed ({cells} cells, every checkpoint byte-identical in the \
-         passed ones) in {:.0} s",
+        "matrix: {} passed, {} failed, {skipped} skipped ({cells} cells run, every checkpoint \
+         byte-identical in the passed ones) in {:.0} s",
         cells - bad,
         bad,
         started.elapsed().as_secs_f64()

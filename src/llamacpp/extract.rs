@@ -36,6 +36,8 @@ pub enum ExtractError {
     Model { path: PathBuf, reason: String },
     #[error("the prompt tokenizes to no tokens")]
     EmptyPrompt,
+    #[error("{tokens} positions (prompt + steps) exceed the model's {n_pos} learned positions")]
+    Context { tokens: usize, n_pos: usize },
     #[error(transparent)]
     Llama(#[from] LlamaError),
     #[error(transparent)]
@@ -76,6 +78,14 @@ pub fn check_model_file(path: &Path) -> Result<(), ExtractError> {
         }
     }
     Ok(())
+}
+
+/// The rows of a learned absolute position table (gpt2's `position_embd.weight`), if the model
+/// has one: llama.cpp has no position beyond it and aborts on a lookup out of range.
+pub fn learned_positions(model: &Path) -> Option<usize> {
+    let file = crate::gguf::GgufFile::open(model).ok()?;
+    let t = file.tensor("position_embd.weight").ok()?;
+    Some(t.n_rows())
 }
 
 /// The manifest fields that describe the llama.cpp build.
@@ -144,6 +154,15 @@ pub fn extract_with_progress(
     let prompt_tokens = session.tokenize(prompt, true, false)?;
     if prompt_tokens.is_empty() {
         return Err(ExtractError::EmptyPrompt);
+    }
+    let positions = prompt_tokens.len() + opts.steps as usize;
+    if let Some(n_pos) = learned_positions(model) {
+        if positions > n_pos {
+            return Err(ExtractError::Context {
+                tokens: positions,
+                n_pos,
+            });
+        }
     }
     let needed = prompt_tokens.len() + opts.steps as usize;
     if needed > n_ctx {
