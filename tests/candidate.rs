@@ -121,7 +121,7 @@ fn a_candidate_is_judged_against_llama_cpp_and_the_reference() {
 
 #[test]
 fn a_wrong_candidate_fails_at_its_first_checkpoint() {
-    let (o, dir) = run_candidate("cand_noisy", &copy_engine("0.3", ""), &["--no-reference"]);
+    let (o, dir) = run_candidate("cand_noisy", &copy_engine("1.0", ""), &["--no-reference"]);
     assert_eq!(o.code, 1, "stdout {}\nstderr {}", o.stdout, o.stderr);
     let j = json(&dir);
     assert_eq!(j["passed"], false);
