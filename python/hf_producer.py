@@ -345,6 +345,25 @@ def gguf_config(path):
     if key_length and hasattr(config, "head_dim") and config.head_dim != key_length:
         fixes.append(f"head_dim {key_length} from {arch}.attention.key_length (mapping gave {config.head_dim})")
         config.head_dim = int(key_length)
+    if arch == "gemma3":
+        # llama.cpp scales queries by 1/sqrt(head size) (by 1/sqrt(n_embd / n_head) on the
+        # 62-layer model); transformers by query_pre_attn_scalar^-1/2, which its mapping leaves
+        # at the class default 256.
+        n_layer = gguf_field(reader, f"{arch}.block_count")
+        scalar = config.hidden_size // config.num_attention_heads if n_layer == 62 else config.head_dim
+        if getattr(config, "query_pre_attn_scalar", None) != scalar:
+            fixes.append(f"query_pre_attn_scalar {scalar} as llama.cpp scales queries (mapping gave {config.query_pre_attn_scalar})")
+            config.query_pre_attn_scalar = scalar
+        # The file's RoPE scaling applies to the global layers; the mapping does not read it.
+        kind = gguf_field(reader, f"{arch}.rope.scaling.type")
+        factor = gguf_field(reader, f"{arch}.rope.scaling.factor")
+        params = getattr(config, "rope_parameters", None)
+        if kind == "linear" and factor and isinstance(params, dict) and "full_attention" in params:
+            full = dict(params["full_attention"])
+            if full.get("rope_type") != "linear":
+                full.update({"rope_type": "linear", "factor": float(factor)})
+                params["full_attention"] = full
+                fixes.append(f"linear RoPE scaling x{factor} on the global layers from {arch}.rope.scaling.*")
     pad = getattr(config, "pad_token_id", None)
     if isinstance(pad, int) and pad >= config.vocab_size:
         fixes.append(f"pad_token_id {pad} (a default) is outside the vocabulary: none")
