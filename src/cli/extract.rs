@@ -55,6 +55,19 @@ pub fn parse_filter(filter: Option<&str>) -> anyhow::Result<Option<globset::Glob
         .transpose()
 }
 
+impl Args {
+    /// The library's options for these arguments.
+    pub fn options(&self) -> anyhow::Result<ExtractOptions> {
+        Ok(ExtractOptions {
+            steps: self.steps,
+            kv_type: self.kv_type,
+            threads: self.threads,
+            repack: !self.no_repack,
+            filter: parse_filter(self.filter.as_deref())?,
+        })
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     set_verbose(args.verbose);
     anyhow::ensure!(args.threads >= 1, "--threads must be at least 1");
@@ -71,13 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
         return Ok(Outcome::Pass);
     }
-    let opts = ExtractOptions {
-        steps: args.steps,
-        kv_type: args.kv_type,
-        threads: args.threads,
-        repack: !args.no_repack,
-        filter: parse_filter(args.filter.as_deref())?,
-    };
+    let opts = args.options()?;
     let started = std::time::Instant::now();
     let s = super::isolate::extract(
         &args.model,

@@ -20,7 +20,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ use super::{progress, Outcome};
 use crate::llamacpp::extract::{
     check_model_file, extract_with_progress, ExtractOptions, ExtractSummary, Progress,
 };
-use crate::llamacpp::{set_child_log, set_verbose, KvType};
+use crate::llamacpp::{set_child_log, set_verbose};
 use crate::staging;
 
 /// The hidden subcommand's name.
@@ -40,33 +40,18 @@ const MARK: u8 = 0x1e;
 /// Lines of the child's stderr kept for the crash message.
 const TAIL: usize = 8;
 
-/// `llorch-diff __extract-child`: what the parent passes (see [`extract`]).
+/// `llorch-diff __extract-child`: `extract`'s own arguments, as the parent passes them (see
+/// [`extract`]), and the child's link to its parent.
 #[derive(Debug, clap::Args)]
 pub struct ChildArgs {
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, default_value_t = 0)]
-    pub steps: u32,
-    #[arg(long)]
-    pub filter: Option<String>,
-    #[arg(long, value_enum, default_value_t = KvType::F32)]
-    pub kv_type: KvType,
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-    #[arg(long)]
-    pub no_repack: bool,
-    #[arg(long)]
-    pub all_nodes: bool,
-    #[arg(long)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub extract: super::extract::Args,
     /// Send progress lines.
     #[arg(long)]
     pub progress: bool,
     /// The PID staging folders are named after (the parent's).
     #[arg(long)]
     pub staging_pid: u32,
-    pub model: PathBuf,
-    pub prompt: String,
 }
 
 fn marked(kind: char, text: &str) {
@@ -84,19 +69,14 @@ fn marked(kind: char, text: &str) {
 /// stderr and exit 2.
 pub fn run_child(args: ChildArgs) -> anyhow::Result<Outcome> {
     staging::set_owner(args.staging_pid);
-    set_verbose(args.verbose);
+    let (progress, ex) = (args.progress, args.extract);
+    set_verbose(ex.verbose);
     set_child_log(true);
     let result = (|| -> anyhow::Result<ExtractSummary> {
-        let opts = ExtractOptions {
-            steps: args.steps,
-            kv_type: args.kv_type,
-            threads: args.threads,
-            repack: !args.no_repack,
-            filter: super::extract::parse_filter(args.filter.as_deref())?,
-        };
-        let steps = args.steps;
+        let opts = ex.options()?;
+        let steps = ex.steps;
         let mut on_progress = |p: Progress| {
-            if args.progress {
+            if progress {
                 match p {
                     Progress::Loaded { .. } => marked('P', &format!("0/{}", steps + 1)),
                     Progress::Step { step } => marked('P', &format!("{}/{}", step + 1, steps + 1)),
@@ -104,11 +84,11 @@ pub fn run_child(args: ChildArgs) -> anyhow::Result<Outcome> {
             }
         };
         Ok(extract_with_progress(
-            &args.model,
-            &args.prompt,
-            &args.out,
+            &ex.model,
+            &ex.prompt,
+            &ex.out,
             &opts,
-            args.all_nodes,
+            ex.all_nodes,
             &mut on_progress,
         )?)
     })();

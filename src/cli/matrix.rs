@@ -108,6 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let (mut cells, mut bad, mut skipped) = (0usize, 0usize, 0usize);
     let started = Instant::now();
     for s in &subjects {
+        let n_pos = learned_positions(&s.file);
         for &n in &args.lengths {
             let prompt = prompt_of_length(&s.file, n)
                 .with_context(|| format!("{}: a prompt of {n} tokens", s.label))?;
@@ -119,7 +120,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                         kv.as_str()
                     ));
                     // A length beyond a learned position table is no cell: llama.cpp cannot run it.
-                    if let Some(n_pos) = learned_positions(&s.file) {
+                    if let Some(n_pos) = n_pos {
                         if n + args.steps as usize > n_pos {
                             skipped += 1;
                             println!(

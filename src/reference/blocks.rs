@@ -24,6 +24,16 @@ pub fn norm_rows(num: &Numerics, x: &[f32], eps: f32, weight: &[f32]) -> Vec<f32
     out
 }
 
+/// RMSNorm of every head vector of `x`, times the head-sized `weight`: the per-head Q/K norm of
+/// qwen3 and gemma3 (skipped under the `skip-qk-norm` fault).
+pub fn head_norm(run: &Run, x: Vec<f32>, eps: f32, weight: &[f32]) -> Vec<f32> {
+    if run.has(Fault::SkipQkNorm) {
+        x
+    } else {
+        norm_rows(&run.numerics, &x, eps, weight)
+    }
+}
+
 /// The separate Q, K and V projections of one layer and their biases
 /// (llama.cpp's `llm_graph_context::build_qkv`, separate path). llama.cpp's
 /// `create_tensor_qkv` loads each bias when the file has it, for every family that uses it

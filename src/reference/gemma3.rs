@@ -16,7 +16,7 @@
 //! in Gemma 3 4B and larger). llama.cpp's converter stores the norm weights with Gemma's `1 +`
 //! already added, so every norm multiplies by its weight as stored.
 
-use super::blocks::{norm_rows, EmbedHead, Qkv};
+use super::blocks::{head_norm, norm_rows, EmbedHead, Qkv};
 use super::ops::{self, Heads, KvCache, Matrix, RopeStyle};
 use super::rope::Rope;
 use super::support::Weights;
@@ -205,13 +205,6 @@ impl Forward for Gemma3<'_> {
         let eps = run.norm_eps(p);
         let positions = run.positions(pos0, t);
         let blk = |layer: usize, kind: Kind| CheckpointName::layer(layer as u32, kind);
-        let head_norm = |x: Vec<f32>, weight: &[f32]| {
-            if run.has(Fault::SkipQkNorm) {
-                x
-            } else {
-                norm_rows(num, &x, eps, weight)
-            }
-        };
 
         // The embedding rows times sqrt(n_embd), in f32 (a MUL by a per-row scale input).
         let mut x = self.io.rows(tokens)?;
@@ -239,11 +232,11 @@ impl Forward for Gemma3<'_> {
             taps.put(blk(l, Kind::AttnNorm), &[t, e], &cur)?;
 
             let [q, k, v] = w.qkv.apply(run, p, &cur, l, taps)?;
-            let mut q = head_norm(q, &w.q_norm);
+            let mut q = head_norm(run, q, eps, &w.q_norm);
             taps.put(blk(l, Kind::QcurNormed), &[t, p.n_head, d], &q)?;
             rope.apply(num, &mut q, d, &positions);
             taps.put(blk(l, Kind::QcurRope), &[t, p.n_head, d], &q)?;
-            let mut k = head_norm(k, &w.k_norm);
+            let mut k = head_norm(run, k, eps, &w.k_norm);
             taps.put(blk(l, Kind::KcurNormed), &[t, p.n_head_kv, d], &k)?;
             rope.apply(num, &mut k, d, &positions);
             taps.put(blk(l, Kind::KcurRope), &[t, p.n_head_kv, d], &k)?;

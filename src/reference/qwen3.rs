@@ -4,11 +4,11 @@
 //! and so does this). The head size may differ from `n_embd / n_head`
 //! (`attention.key_length`). Each checkpoint is tapped at the line that computes it.
 
-use super::blocks::{norm_rows, EmbedHead, Qkv, SwiGlu};
+use super::blocks::{head_norm, norm_rows, EmbedHead, Qkv, SwiGlu};
 use super::ops::{self, Heads, KvCache, Matrix, RopeStyle};
 use super::rope::Rope;
 use super::support::Weights;
-use super::{Fault, Forward, ReferenceError, Run, Taps};
+use super::{Forward, ReferenceError, Run, Taps};
 use crate::checkpoint::{CheckpointName, Kind};
 use crate::gguf::{GgufFile, ModelParams};
 
@@ -75,14 +75,6 @@ impl Forward for Qwen3<'_> {
         let rope = run.rope(&self.rope);
         let positions = run.positions(pos0, t);
         let blk = |layer: usize, kind: Kind| CheckpointName::layer(layer as u32, kind);
-        // RMSNorm of every head vector, times the head-sized weight.
-        let head_norm = |x: Vec<f32>, weight: &[f32]| {
-            if run.has(Fault::SkipQkNorm) {
-                x
-            } else {
-                norm_rows(num, &x, eps, weight)
-            }
-        };
 
         let mut x = self.io.embed(p, tokens, taps)?;
 
@@ -91,11 +83,11 @@ impl Forward for Qwen3<'_> {
             taps.put(blk(l, Kind::AttnNorm), &[t, e], &cur)?;
 
             let [q, k, v] = w.qkv.apply(run, p, &cur, l, taps)?;
-            let mut q = head_norm(q, &w.q_norm);
+            let mut q = head_norm(run, q, eps, &w.q_norm);
             taps.put(blk(l, Kind::QcurNormed), &[t, p.n_head, d], &q)?;
             rope.apply(num, &mut q, d, &positions);
             taps.put(blk(l, Kind::QcurRope), &[t, p.n_head, d], &q)?;
-            let mut k = head_norm(k, &w.k_norm);
+            let mut k = head_norm(run, k, eps, &w.k_norm);
             taps.put(blk(l, Kind::KcurNormed), &[t, p.n_head_kv, d], &k)?;
             rope.apply(num, &mut k, d, &positions);
             taps.put(blk(l, Kind::KcurRope), &[t, p.n_head_kv, d], &k)?;
