@@ -161,3 +161,57 @@ fn quantize_bad_input_is_one_line_exit_2() {
     }
     assert!(!out.exists());
 }
+
+/// `matrix --mode exact`: the reference's mathematics against llama.cpp within the `exact`
+/// gates on every family, and a summary per family of each kind's largest NMSE, which is not
+/// zero past the embedding lookup (the two sides really do compute differently).
+#[test]
+fn exact_mode_matrix_passes_and_reports_the_largest_nmse_per_kind() {
+    let dir = common::scratch("matrix_exact");
+    let presets = "tiny-qwen2,tiny-qwen3,tiny-gemma3";
+    let o = llorch(&[
+        "matrix",
+        "--mode",
+        "exact",
+        "--presets",
+        presets,
+        "--types",
+        "q4_k",
+        "--lengths",
+        "1,9",
+        "--kv",
+        "f16",
+        "--threads",
+        "2",
+        "--steps",
+        "2",
+        "--out",
+        s(&dir),
+    ]);
+    assert!(
+        o.code == 0 && o.stdout.contains("6 passed, 0 failed"),
+        "exit {}\n{}\n{}",
+        o.code,
+        o.stdout,
+        o.stderr
+    );
+    for preset in presets.split(',') {
+        let section: Vec<&str> = o
+            .stdout
+            .lines()
+            .skip_while(|l| *l != format!("largest NMSE per kind, {preset}:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .collect();
+        let nmse = |kind: &str| -> f64 {
+            let line = section
+                .iter()
+                .find(|l| l.split_whitespace().next() == Some(kind))
+                .unwrap_or_else(|| panic!("{preset}: no {kind} in {section:?}"));
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        };
+        assert_eq!(nmse("inp_embd"), 0.0, "{preset}");
+        let l_out = nmse("l_out");
+        assert!(l_out > 0.0 && l_out < 1e-1, "{preset}: l_out {l_out}");
+    }
+}

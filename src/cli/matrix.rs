@@ -1,8 +1,11 @@
 //! `llorch-diff matrix`: the zero-false-alarm matrix. For every model × weight type × prompt
 //! length × KV type × thread count, llama.cpp and the reference in ggml mode run on the same
 //! tokens and every checkpoint of every step must be byte-identical. One line per cell, then a
-//! summary; exit 1 when any cell differs.
+//! summary; exit 1 when any cell differs. With `--mode exact` the reference computes the
+//! mathematics instead, every checkpoint must pass the `exact` gates, and the summary gives the
+//! largest NMSE of each checkpoint kind per model family.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -59,6 +62,10 @@ pub struct Args {
     /// llama.cpp without repacked weights (and the reference emulating that).
     #[arg(long)]
     pub no_repack: bool,
+    /// `ggml`: every checkpoint byte-identical; `exact`: every checkpoint within the `exact`
+    /// gates, with the largest NMSE per kind reported.
+    #[arg(long, value_enum, default_value_t = Mode::Ggml)]
+    pub mode: Mode,
     /// Working folder for the models and dumps.
     #[arg(long, default_value = "out/matrix")]
     pub out: PathBuf,
@@ -66,6 +73,8 @@ pub struct Args {
 
 /// One model file of the matrix.
 struct Subject {
+    /// The preset, or the real model's file stem: the rows of the exact-mode summary.
+    family: String,
     label: String,
     file: PathBuf,
 }
@@ -73,9 +82,12 @@ struct Subject {
 /// The outcome of one cell.
 struct Cell {
     checkpoints: usize,
-    identical: usize,
-    /// The first checkpoint that differs, with its NMSE.
+    /// Byte-identical checkpoints (ggml mode), or those within the gates (exact mode).
+    good: usize,
+    /// The first checkpoint that is not good, with its NMSE.
     first: Option<(String, f64)>,
+    /// Exact mode: the largest NMSE of each kind in this cell.
+    worst: BTreeMap<String, f64>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -92,8 +104,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(&models).with_context(|| format!("creating {}", models.display()))?;
     let subjects = subjects(&args, &models)?;
     let cpu = CpuConfig::from_env(!args.no_repack);
+    let good_label = match args.mode {
+        Mode::Ggml => "identical",
+        Mode::Exact => "within",
+    };
     println!(
-        "matrix: {} models, lengths {:?}, KV {:?}, threads {:?}, {} steps, CPU backend: {}",
+        "matrix ({} mode): {} models, lengths {:?}, KV {:?}, threads {:?}, {} steps, CPU backend: {}",
+        args.mode.as_str(),
         subjects.len(),
         args.lengths,
         args.kv.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
@@ -103,9 +120,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     );
     println!(
         "{:<28} {:>5} {:>4} {:>3} {:>12}  first difference",
-        "model", "len", "kv", "thr", "identical"
+        "model", "len", "kv", "thr", good_label
     );
     let (mut cells, mut bad, mut skipped) = (0usize, 0usize, 0usize);
+    let mut worst: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     let started = Instant::now();
     for s in &subjects {
         let n_pos = learned_positions(&s.file);
@@ -134,9 +152,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                             continue;
                         }
                     }
-                    let cell = run_cell(&s.file, &prompt, &dir, kv, threads, args.steps, cpu)
-                        .with_context(|| format!("{} at {n} tokens", s.label))?;
+                    let cell = run_cell(
+                        &s.file, &prompt, &dir, kv, threads, args.steps, cpu, args.mode,
+                    )
+                    .with_context(|| format!("{} at {n} tokens", s.label))?;
                     cells += 1;
+                    let family = worst.entry(s.family.clone()).or_default();
+                    for (kind, nmse) in &cell.worst {
+                        let w = family.entry(kind.clone()).or_insert(0.0);
+                        *w = w.max(*nmse);
+                    }
                     let first = match &cell.first {
                         None => String::new(),
                         Some((name, nmse)) => {
@@ -148,7 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                         "{:<28} {n:>5} {:>4} {threads:>3} {:>5}/{:<6}  {first}",
                         s.label,
                         kv.as_str(),
-                        cell.identical,
+                        cell.good,
                         cell.checkpoints
                     );
                     let _ = std::fs::remove_dir_all(&dir);
@@ -156,9 +181,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             }
         }
     }
+    if args.mode == Mode::Exact {
+        print_worst(&worst);
+    }
+    let meaning = match args.mode {
+        Mode::Ggml => "byte-identical",
+        Mode::Exact => "within the exact gates",
+    };
     println!(
         "matrix: {} passed, {} failed, {skipped} skipped ({cells} cells run, every checkpoint \
-         byte-identical in the passed ones) in {:.0} s",
+         {meaning} in the passed ones) in {:.0} s",
         cells - bad,
         bad,
         started.elapsed().as_secs_f64()
@@ -181,7 +213,11 @@ fn subjects(args: &Args, models: &Path) -> anyhow::Result<Vec<Subject>> {
             let file = models.join(format!("{label}.gguf"));
             presets::write_preset(preset, ty, 1, &file)
                 .with_context(|| format!("writing {}", file.display()))?;
-            out.push(Subject { label, file });
+            out.push(Subject {
+                family: preset.name().to_string(),
+                label,
+                file,
+            });
         }
     }
     if let Some(model) = &args.model {
@@ -201,6 +237,7 @@ fn subjects(args: &Args, models: &Path) -> anyhow::Result<Vec<Subject>> {
                 std::fs::rename(&staging, &file)?;
             }
             out.push(Subject {
+                family: stem.clone(),
                 label: format!("{short}-{}", ftype.name),
                 file,
             });
@@ -250,6 +287,20 @@ fn prompt_of_length(model: &Path, n: usize) -> anyhow::Result<String> {
     }
 }
 
+/// The exact-mode summary: per family, each kind's largest NMSE over every cell, in the
+/// order of the largest first.
+fn print_worst(worst: &BTreeMap<String, BTreeMap<String, f64>>) {
+    for (family, kinds) in worst {
+        let mut kinds: Vec<_> = kinds.iter().collect();
+        kinds.sort_by(|a, b| b.1.total_cmp(a.1));
+        println!("largest NMSE per kind, {family}:");
+        for (kind, nmse) in kinds {
+            println!("  {kind:<20} {nmse:.2e}");
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_cell(
     model: &Path,
     prompt: &str,
@@ -258,6 +309,7 @@ fn run_cell(
     threads: usize,
     steps: u32,
     cpu: CpuConfig,
+    mode: Mode,
 ) -> anyhow::Result<Cell> {
     let llama_dir = dir.join("llama.cpp");
     let ref_dir = dir.join("reference");
@@ -278,7 +330,7 @@ fn run_cell(
         prompt,
         &ref_dir,
         &ReferenceOptions {
-            mode: Mode::Ggml,
+            mode,
             steps,
             kv_type: kv,
             cpu,
@@ -291,6 +343,9 @@ fn run_cell(
     )?;
     let a = DumpFolder::open(&llama_dir)?;
     let b = DumpFolder::open(&ref_dir)?;
+    if mode == Mode::Exact {
+        return judge_exact(&a, &b);
+    }
     let mut identical = 0;
     let mut first_name = None;
     for e in &a.entries {
@@ -321,7 +376,39 @@ fn run_cell(
     };
     Ok(Cell {
         checkpoints: a.entries.len(),
-        identical,
+        good: identical,
         first,
+        worst: BTreeMap::new(),
+    })
+}
+
+/// An exact-mode cell: every checkpoint judged by the built-in `exact` gates.
+fn judge_exact(llama: &DumpFolder, reference: &DumpFolder) -> anyhow::Result<Cell> {
+    let cmp = compare_folders(llama, reference, &Tolerances::builtin())?;
+    anyhow::ensure!(
+        cmp.mode == "exact",
+        "judged in mode {}, not exact",
+        cmp.mode
+    );
+    let mut worst = BTreeMap::new();
+    for r in cmp.results.iter().filter(|r| r.kind != "tokens") {
+        if let Some(nmse) = r.nmse() {
+            let w = worst.entry(r.kind.clone()).or_insert(0.0f64);
+            *w = w.max(nmse);
+        }
+    }
+    let first = match (&cmp.first_divergence, cmp.run_failures.first()) {
+        (Some(d), _) => Some((
+            format!("step{} {}", d.step, d.checkpoint),
+            d.nmse.unwrap_or(f64::NAN),
+        )),
+        (None, Some(why)) => Some((why.clone(), f64::NAN)),
+        (None, None) => None,
+    };
+    Ok(Cell {
+        checkpoints: cmp.counts.total,
+        good: cmp.counts.pass,
+        first,
+        worst,
     })
 }
