@@ -397,12 +397,20 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
     }
     let c_objects = c.compile_intermediates();
 
-    if !pch_job.and_then(|mut job| job.wait()).is_ok_and(|s| s.success()) {
-        println!("cargo:warning=no precompiled header for src/models: parsing models.h in each file");
+    if !pch_job
+        .and_then(|mut job| job.wait())
+        .is_ok_and(|s| s.success())
+    {
+        println!(
+            "cargo:warning=no precompiled header for src/models: parsing models.h in each file"
+        );
         let _ = fs::remove_file(pch_dir.join("llorch-models.h.gch"));
     }
     let mut models = base(true);
-    models.include(&models_dir).flag("-include").flag(&pch_header);
+    models
+        .include(&models_dir)
+        .flag("-include")
+        .flag(&pch_header);
     for f in cpp_files(&models_dir) {
         models.file(f);
     }
