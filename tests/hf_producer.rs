@@ -41,6 +41,44 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// llama.cpp's and transformers' layer outputs and logits on `model` (2 steps, transformers
+/// following llama.cpp's tokens), in `dir/llama.cpp` and `dir/hf`. The filter is what
+/// transformers dumps for an architecture outside the reference's families (llama.cpp's
+/// universal checkpoints are more).
+fn llama_cpp_and_hf_outputs(model: &Path, prompt: &str, dir: &Path) -> (DumpFolder, DumpFolder) {
+    let a = dir.join("llama.cpp");
+    let b = dir.join("hf");
+    ok(
+        &llorch(&[
+            "extract",
+            s(model),
+            prompt,
+            "--steps",
+            "2",
+            "--filter",
+            "{tokens,inp_embd,blk.*.l_out,result_norm,result_output}",
+            "--out",
+            s(&a),
+        ]),
+        "extract",
+    );
+    ok(
+        &llorch(&[
+            "hf",
+            s(model),
+            prompt,
+            "--steps",
+            "2",
+            "--follow",
+            s(&a),
+            "--out",
+            s(&b),
+        ]),
+        "hf",
+    );
+    (DumpFolder::open(&a).unwrap(), DumpFolder::open(&b).unwrap())
+}
+
 /// The bar: on SmolLM2, transformers against the reference in exact mode (two f32
 /// computations of the same mathematics) within NMSE 1e-9 on every checkpoint, with every
 /// llama catalogue kind dumped.
@@ -242,40 +280,7 @@ fn phi3_layer_outputs_and_logits_agree_with_llama_cpp() {
         .output()
         .unwrap();
     ok(&o, "make_phi3.py");
-    let a = dir.join("llama.cpp");
-    let b = dir.join("hf");
-    ok(
-        &llorch(&[
-            "extract",
-            s(&phi3),
-            "Hello world",
-            "--steps",
-            "2",
-            // What transformers dumps for an architecture outside the reference's families
-            // (llama.cpp's universal checkpoints are more).
-            "--filter",
-            "{tokens,inp_embd,blk.*.l_out,result_norm,result_output}",
-            "--out",
-            s(&a),
-        ]),
-        "extract",
-    );
-    ok(
-        &llorch(&[
-            "hf",
-            s(&phi3),
-            "Hello world",
-            "--steps",
-            "2",
-            "--follow",
-            s(&a),
-            "--out",
-            s(&b),
-        ]),
-        "hf",
-    );
-    let fa = DumpFolder::open(&a).unwrap();
-    let fb = DumpFolder::open(&b).unwrap();
+    let (fa, fb) = llama_cpp_and_hf_outputs(&phi3, "Hello world", &dir);
     assert_eq!(fb.manifest.as_ref().unwrap().model.architecture, "phi3");
     let names: Vec<String> = fb.entries.iter().map(|e| e.id.to_string()).collect();
     for want in [
@@ -355,39 +360,8 @@ fn gemma3_layer_outputs_agree_with_llama_cpp() {
         ]),
         "make-model",
     );
-    let a = dir.join("llama.cpp");
-    let b = dir.join("hf");
     let prompt = "The quick brown fox jumps over the lazy dog";
-    ok(
-        &llorch(&[
-            "extract",
-            s(&model),
-            prompt,
-            "--steps",
-            "2",
-            "--filter",
-            "{tokens,inp_embd,blk.*.l_out,result_norm,result_output}",
-            "--out",
-            s(&a),
-        ]),
-        "extract",
-    );
-    ok(
-        &llorch(&[
-            "hf",
-            s(&model),
-            prompt,
-            "--steps",
-            "2",
-            "--follow",
-            s(&a),
-            "--out",
-            s(&b),
-        ]),
-        "hf",
-    );
-    let fa = DumpFolder::open(&a).unwrap();
-    let fb = DumpFolder::open(&b).unwrap();
+    let (fa, fb) = llama_cpp_and_hf_outputs(&model, prompt, &dir);
     let c = compare_folders(&fa, &fb, &Tolerances::builtin()).unwrap();
     assert!(c.passed, "{}", c.headline());
     assert_eq!(c.counts.total, fb.entries.len());

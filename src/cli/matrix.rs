@@ -158,9 +158,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                     .with_context(|| format!("{} at {n} tokens", s.label))?;
                     cells += 1;
                     let family = worst.entry(s.family.clone()).or_default();
-                    for (kind, nmse) in &cell.worst {
-                        let w = family.entry(kind.clone()).or_insert(0.0);
-                        *w = w.max(*nmse);
+                    for (kind, &nmse) in &cell.worst {
+                        raise(family, kind, nmse);
                     }
                     let first = match &cell.first {
                         None => String::new(),
@@ -287,6 +286,12 @@ fn prompt_of_length(model: &Path, n: usize) -> anyhow::Result<String> {
     }
 }
 
+/// Keeps the larger of a kind's NMSE so far and `nmse`.
+fn raise(worst: &mut BTreeMap<String, f64>, kind: &str, nmse: f64) {
+    let w = worst.entry(kind.to_string()).or_insert(0.0);
+    *w = w.max(nmse);
+}
+
 /// The exact-mode summary: per family, each kind's largest NMSE over every cell, in the
 /// order of the largest first.
 fn print_worst(worst: &BTreeMap<String, BTreeMap<String, f64>>) {
@@ -393,8 +398,7 @@ fn judge_exact(llama: &DumpFolder, reference: &DumpFolder) -> anyhow::Result<Cel
     let mut worst = BTreeMap::new();
     for r in cmp.results.iter().filter(|r| r.kind != "tokens") {
         if let Some(nmse) = r.nmse() {
-            let w = worst.entry(r.kind.clone()).or_insert(0.0f64);
-            *w = w.max(nmse);
+            raise(&mut worst, &r.kind, nmse);
         }
     }
     let first = match (&cmp.first_divergence, cmp.run_failures.first()) {
