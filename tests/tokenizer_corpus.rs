@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use llorch_diff::gguf::presets::{self, Preset};
@@ -567,5 +568,45 @@ fn rewritten_tokenizer_settings_match_llama_cpp() {
         },
     );
     total += check("gpt2 user-defined token", &out, &user_texts);
+
+    // Merges the presets never hold, put first: pairs of letters whose result is no token
+    // (llama.cpp applies them, then emits the bytes' tokens), a repeat of a later merge (its
+    // first rank counts) and entries without a space after their first byte.
+    let tokens: HashSet<&str> = f
+        .get("tokenizer.ggml.tokens")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let letters = ["e", "t", "a", "o", "n", "h", "s", "r"];
+    let mut odd: Vec<MetaValue> = letters
+        .iter()
+        .flat_map(|a| letters.iter().map(move |b| (*a, *b)))
+        .filter(|(a, b)| tokens.contains(a) && !tokens.contains(format!("{a}{b}").as_str()))
+        .take(6)
+        .map(|(a, b)| text(&format!("{a} {b}")))
+        .collect();
+    assert!(odd.len() >= 3, "letter pairs that make no token: {odd:?}");
+    odd.push(merges[merges.len() / 2].clone());
+    odd.extend([text("nospace"), text(" ")]);
+    odd.extend(merges.iter().cloned());
+    let out = dir.join("gpt2-odd-merges.gguf");
+    rewrite(
+        &gpt2,
+        &out,
+        &[("tokenizer.ggml.merges", Some(MetaValue::Array(odd)))],
+        no_token_edits,
+    );
+    total += check("gpt2 merges that make no token", &out, &[]);
+    let plain = Tokenizer::from_gguf(&f).unwrap();
+    let odd = Tokenizer::from_gguf(&GgufFile::open(&out).unwrap()).unwrap();
+    let changed = strings()
+        .iter()
+        .filter(|s| plain.encode(s).unwrap() != odd.encode(s).unwrap())
+        .count();
+    println!("the odd merges change {changed} strings' tokens");
+    assert!(changed > 0, "the odd merges must be exercised");
     println!("rewritten settings: {total} strings checked in all");
 }

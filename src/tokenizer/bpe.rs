@@ -1,34 +1,29 @@
-//! GPT-2 byte-level BPE on the HF `tokenizers` crate, set up to do what llama.cpp's
-//! `llm_tokenizer_bpe_session::tokenize` does (src/llama-vocab.cpp, src/unicode.cpp):
+//! GPT-2 byte-level BPE as llama.cpp's `llm_tokenizer_bpe_session::tokenize` does it
+//! (src/llama-vocab.cpp, src/unicode.cpp), step for step:
 //!
-//! * pre-tokenization: the regular expressions of `llm_tokenizer_bpe`'s constructor for the
-//!   file's pre-tokenizer type, applied in turn, each splitting every piece the previous ones
-//!   left (`unicode_regex_split`: matches and the text between them both become pieces), here
-//!   as `Split` pre-tokenizers with `Isolated` behaviour; then each piece's UTF-8 bytes mapped
-//!   to GPT-2's byte characters (`ByteLevel` without its own regex);
-//! * each piece: merges by rank, lowest first and leftmost on a tie (HF's `Word::merge_all`
-//!   orders its queue exactly so), starting from single characters.
+//! * pre-tokenization (`unicode_regex_split`): the regular expressions of `llm_tokenizer_bpe`'s
+//!   constructor for the file's pre-tokenizer type, applied in turn, each splitting every piece
+//!   the previous ones left (matches and the text between them both become pieces); then each
+//!   piece's UTF-8 bytes mapped to GPT-2's byte characters;
+//! * each piece: starting from its characters, the adjacent pair of lowest merge rank is merged,
+//!   leftmost on a tie (`llm_bigram_bpe::comparator`), until no pair has a rank;
+//! * each resulting symbol becomes its token; a symbol that is not a token (a merge can make
+//!   one) becomes the tokens of its single bytes, skipping bytes that have none.
 //!
 //! llama.cpp runs GPT-2's pattern through a hand-written matcher
 //! (`unicode_regex_split_custom_gpt2`) over its own Unicode tables; here it is the real regex
-//! (fancy-regex) over the Rust `regex` crate's tables. They agree on everything the corpus test
-//! checks; code points whose category changed between the two Unicode versions would differ.
+//! (fancy-regex, for the look-ahead) over the Rust `regex` crate's tables. They agree on
+//! everything the corpus test checks; code points whose category changed between the two
+//! Unicode versions would differ.
 //!
-//! The merges are handed to HF as they are in the file, with two changes that do not alter the
-//! result: entries llama.cpp can never apply (no space after the first byte, or a side that
-//! contains a space or is empty) are dropped, and a repeated pair keeps its first rank
-//! (llama.cpp's `bpe_ranks.emplace` keeps the first; HF's map would keep the last). A merge
-//! whose sides or result are not tokens is refused: llama.cpp can apply such a merge and
-//! fall back to bytes afterwards, HF's BPE cannot represent it.
+//! Merge ranks are `bpe_ranks` as llama.cpp fills it: a merge splits at its first space after
+//! the first byte, and a repeated pair keeps its first rank.
 
-use std::collections::HashSet;
+use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap};
 
-use tokenizers::models::bpe::{Vocab, BPE};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::SplitDelimiterBehavior;
+use fancy_regex::Regex;
 
 use super::TokenizerError;
 
@@ -78,7 +73,15 @@ pub(super) fn supported_pre_tokenizers() -> String {
 }
 
 pub(super) struct Bpe {
-    hf: tokenizers::Tokenizer,
+    /// The pre-tokenizer's expressions, applied in turn.
+    splits: Vec<Regex>,
+    /// `bpe_ranks`, keyed by the merge's text: for sides that hold no space (byte-level text
+    /// never does) `"{left} {right}"` is found exactly when llama.cpp finds `(left, right)`.
+    ranks: HashMap<String, u32>,
+    /// Token text -> id (`token_to_id`).
+    ids: HashMap<String, i32>,
+    /// GPT-2's byte -> character map (`unicode_byte_to_utf8`).
+    byte_chars: [char; 256],
 }
 
 impl Bpe {
@@ -88,7 +91,7 @@ impl Bpe {
         merges: &[&str],
         pre: &str,
     ) -> Result<Bpe, TokenizerError> {
-        let regexes = PRE_TOKENIZERS
+        let patterns = PRE_TOKENIZERS
             .iter()
             .find(|(n, _)| *n == pre)
             .map(|(_, r)| *r)
@@ -96,64 +99,204 @@ impl Bpe {
                 pre: pre.to_string(),
                 supported: supported_pre_tokenizers(),
             })?;
+        let splits = patterns
+            .iter()
+            .map(|p| {
+                Regex::new(p).map_err(|e| TokenizerError::Pattern {
+                    pattern: (*p).to_string(),
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
 
-        let vocab: Vocab = tokens
+        let mut ranks = HashMap::with_capacity(merges.len());
+        for (rank, m) in merges.iter().enumerate() {
+            // `emplace`: the first rank of a repeated merge stays.
+            if let Entry::Vacant(e) = ranks.entry((*m).to_string()) {
+                e.insert(rank as u32);
+            }
+        }
+        // `token_to_id[text] = id` in id order: the last of a repeated text wins.
+        let ids = tokens
             .iter()
             .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
+            .map(|(i, t)| (t.clone(), i as i32))
             .collect();
-        let mut seen: HashSet<(&str, &str)> = HashSet::new();
-        let mut pairs: Vec<(String, String)> = Vec::with_capacity(merges.len());
-        for (rank, m) in merges.iter().enumerate() {
-            // llama.cpp: `word.find(' ', 1)`, the first space after the first byte.
-            let Some(pos) = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1) else {
-                continue;
-            };
-            let (a, b) = (&m[..pos], &m[pos + 1..]);
-            // Symbols are never empty and never hold a raw space (byte-level text has none).
-            if a.is_empty() || b.is_empty() || b.contains(' ') {
-                continue;
-            }
-            let joined = format!("{a}{b}");
-            for part in [a, b, joined.as_str()] {
-                if !vocab.contains_key(part) {
-                    return Err(TokenizerError::Vocabulary(format!(
-                        "merge {rank} '{m}': '{part}' is not a token (such merges are not supported)"
-                    )));
-                }
-            }
-            if seen.insert((a, b)) {
-                pairs.push((a.to_string(), b.to_string()));
-            }
-        }
-
-        let model = BPE::builder()
-            .vocab_and_merges(vocab, pairs)
-            .build()
-            .map_err(|e| TokenizerError::Library(format!("building the BPE model: {e}")))?;
-        let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(regexes.len() + 1);
-        for r in regexes {
-            let split = Split::new(
-                SplitPattern::Regex((*r).to_string()),
-                SplitDelimiterBehavior::Isolated,
-                false,
-            )
-            .map_err(|e| TokenizerError::Library(format!("compiling /{r}/: {e}")))?;
-            steps.push(split.into());
-        }
-        steps.push(ByteLevel::new(false, false, false).into());
-        let mut hf = tokenizers::Tokenizer::new(model);
-        hf.with_pre_tokenizer(Some(Sequence::new(steps)));
-        Ok(Bpe { hf })
+        Ok(Bpe {
+            splits,
+            ranks,
+            ids,
+            byte_chars: gpt2_byte_chars(),
+        })
     }
 
     /// Tokenizes one text fragment, appending to `out`.
     pub(super) fn tokenize(&self, text: &str, out: &mut Vec<i32>) -> Result<(), TokenizerError> {
-        let enc = self
-            .hf
-            .encode(text, false)
-            .map_err(|e| TokenizerError::Library(format!("encoding: {e}")))?;
-        out.extend(enc.get_ids().iter().map(|&id| id as i32));
+        for piece in self.pre_tokenize(text)? {
+            let word: String = piece.bytes().map(|b| self.byte_chars[b as usize]).collect();
+            for symbol in self.merge(&word) {
+                match self.ids.get(symbol) {
+                    Some(&id) => out.push(id),
+                    None => {
+                        for b in symbol.bytes() {
+                            if let Some(&id) =
+                                std::str::from_utf8(&[b]).ok().and_then(|s| self.ids.get(s))
+                            {
+                                out.push(id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
         Ok(())
     }
+
+    /// `unicode_regex_split` without the byte encoding: every expression splits each piece
+    /// into its matches and the text between them.
+    fn pre_tokenize<'t>(&self, text: &'t str) -> Result<Vec<&'t str>, TokenizerError> {
+        let mut pieces = vec![text];
+        for re in &self.splits {
+            let mut next = Vec::with_capacity(pieces.len() * 2);
+            for piece in pieces {
+                let mut last = 0;
+                for m in re.find_iter(piece) {
+                    let m = m.map_err(|e| TokenizerError::Pattern {
+                        pattern: re.as_str().to_string(),
+                        message: e.to_string(),
+                    })?;
+                    if m.start() > last {
+                        next.push(&piece[last..m.start()]);
+                    }
+                    if m.end() > m.start() {
+                        next.push(m.as_str());
+                    }
+                    last = m.end();
+                }
+                if last < piece.len() {
+                    next.push(&piece[last..]);
+                }
+            }
+            pieces = next;
+        }
+        pieces.retain(|p| !p.is_empty());
+        Ok(pieces)
+    }
+
+    /// The merge loop of `llm_tokenizer_bpe_session::tokenize` on one byte-encoded word: the
+    /// symbols left, in order.
+    fn merge<'w>(&self, word: &'w str) -> Vec<&'w str> {
+        // Symbols are byte ranges of `word`; a merged-away symbol has length 0.
+        let mut symbols: Vec<Symbol> = Vec::with_capacity(word.len());
+        for (i, (start, c)) in word.char_indices().enumerate() {
+            let end = start + c.len_utf8();
+            symbols.push(Symbol {
+                start,
+                len: c.len_utf8(),
+                prev: i as isize - 1,
+                next: if end == word.len() {
+                    -1
+                } else {
+                    i as isize + 1
+                },
+            });
+        }
+        let text = |s: &Symbol| &word[s.start..s.start + s.len];
+        let mut queue = BinaryHeap::new();
+        let mut key = String::new();
+        let mut push =
+            |queue: &mut BinaryHeap<Bigram>, symbols: &[Symbol], left: isize, right: isize| {
+                if left < 0 || right < 0 {
+                    return;
+                }
+                let (l, r) = (&symbols[left as usize], &symbols[right as usize]);
+                key.clear();
+                key.push_str(text(l));
+                key.push(' ');
+                key.push_str(text(r));
+                if let Some(&rank) = self.ranks.get(&key) {
+                    queue.push(Bigram {
+                        rank,
+                        left: left as usize,
+                        right: right as usize,
+                        len: l.len + r.len,
+                    });
+                }
+            };
+        for i in 1..symbols.len() {
+            push(&mut queue, &symbols, i as isize - 1, i as isize);
+        }
+        while let Some(b) = queue.pop() {
+            let (l, r) = (symbols[b.left], symbols[b.right]);
+            // An outdated pair: one side was merged away or grew since it was queued (symbols
+            // are contiguous, so the same start and total length mean the same text).
+            if l.len == 0 || r.len == 0 || l.next != b.right as isize || l.len + r.len != b.len {
+                continue;
+            }
+            symbols[b.left].len += r.len;
+            symbols[b.right].len = 0;
+            symbols[b.left].next = r.next;
+            if r.next >= 0 {
+                symbols[r.next as usize].prev = b.left as isize;
+            }
+            push(&mut queue, &symbols, l.prev, b.left as isize);
+            push(&mut queue, &symbols, b.left as isize, r.next);
+        }
+        symbols.iter().filter(|s| s.len > 0).map(text).collect()
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Symbol {
+    start: usize,
+    len: usize,
+    prev: isize,
+    next: isize,
+}
+
+/// A queued merge of two adjacent symbols (`llm_bigram_bpe`).
+struct Bigram {
+    rank: u32,
+    left: usize,
+    right: usize,
+    /// Their total length when queued.
+    len: usize,
+}
+
+/// The heap pops the lowest rank, then the leftmost pair.
+impl Ord for Bigram {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.rank, other.left).cmp(&(self.rank, self.left))
+    }
+}
+
+impl PartialOrd for Bigram {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Bigram {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Bigram {}
+
+/// GPT-2's `bytes_to_unicode`: printable bytes stand for themselves, the others for the
+/// characters from U+0100 on, in byte order.
+fn gpt2_byte_chars() -> [char; 256] {
+    let mut map = ['\0'; 256];
+    let mut n = 0;
+    for b in 0..=255u8 {
+        let printable = matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+        map[b as usize] = if printable {
+            b as char
+        } else {
+            n += 1;
+            char::from_u32(0xFF + n).expect("U+0100..U+0143")
+        };
+    }
+    map
 }
