@@ -21,6 +21,24 @@ const GGML_VERSION: &str = "0.26.0";
 const DEFAULT_MARCH: &str = "x86-64-v3";
 const OPT_LEVEL: &str = "2";
 
+/// llama's own code (src/: loading, tokenizer, graph building, the KV cache's bookkeeping; the
+/// tensor arithmetic is all in ggml) compiles at -O1, which takes a quarter less time. It cannot
+/// change a result: without -ffast-math, the one floating-point transformation GCC makes at -O2
+/// and not at -O1 is contracting `a*b+c` into an FMA, and the -O2 objects of these files hold
+/// no FMA instruction, except those of `HOST_WITH_FMA`, which stay at -O2. A new pin needs the
+/// list checked again: compile src/ and src/models/ at -O2 and list the objects in which
+/// `objdump -d` finds a `vfmadd`, `vfmsub`, `vfnmadd` or `vfnmsub`.
+const HOST_OPT_LEVEL: &str = "1";
+const HOST_WITH_FMA: &[&str] = &[
+    "src/llama-context.cpp",
+    "src/llama-graph.cpp",
+    "src/llama-sampler.cpp",
+    "src/models/deepseek2.cpp",
+    "src/models/deepseek32.cpp",
+    "src/models/deepseek4.cpp",
+    "src/models/glm-dsa.cpp",
+];
+
 const GGML_C: &[&str] = &[
     "ggml/src/ggml.c",
     "ggml/src/ggml-alloc.c",
@@ -96,12 +114,13 @@ fn main() {
         })
         .unwrap_or_default();
     let flags = format!(
-        "-O{OPT_LEVEL} -march={march} {}",
+        "-O{OPT_LEVEL} -march={march} {} (llama's src/ at -O{HOST_OPT_LEVEL} but for the {} files with FMA at -O{OPT_LEVEL})",
         DEFINES
             .iter()
             .map(|d| format!("-D{d}"))
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(" "),
+        HOST_WITH_FMA.len()
     );
 
     let mut hasher = DefaultHasher::new();
@@ -338,7 +357,7 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
     )
     .unwrap();
 
-    let base = |cpp: bool| {
+    let base = |cpp: bool, opt_level: &str| {
         let mut b = cc::Build::new();
         b.cpp(cpp)
             .include(gen_include)
@@ -347,7 +366,7 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
             .include(root.join("ggml/src"))
             .include(root.join("ggml/src/ggml-cpu"))
             .include(root.join("src"))
-            .opt_level_str(OPT_LEVEL)
+            .opt_level_str(opt_level)
             .flag(format!("-march={march}"))
             // No debug information (a third of the compile time); the frame pointers that cc
             // keeps with it stay, so the code is the same instruction for instruction.
@@ -369,6 +388,8 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
         b
     };
 
+    let with_fma = |f: &Path| HOST_WITH_FMA.iter().any(|h| f.ends_with(h));
+
     // The graph builders of src/models/ (over 150 files) each begin with `#include "models.h"`,
     // whose parse is three quarters of their compile time. It is parsed once, into a GCC
     // precompiled header that every one of them takes through `-include`: the objects are the
@@ -379,7 +400,7 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
     fs::create_dir_all(&pch_dir).expect("create precompiled header folder");
     let pch_header = pch_dir.join("llorch-models.h");
     fs::write(&pch_header, "#include \"models.h\"\n").expect("write precompiled header stub");
-    let mut pch = base(true);
+    let mut pch = base(true, HOST_OPT_LEVEL);
     pch.include(&models_dir);
     let pch_job = pch
         .get_compiler()
@@ -391,7 +412,7 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
         .arg(pch_dir.join("llorch-models.h.gch"))
         .spawn();
 
-    let mut c = base(false);
+    let mut c = base(false, OPT_LEVEL);
     for f in GGML_C {
         c.file(root.join(f));
     }
@@ -406,28 +427,46 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
         );
         let _ = fs::remove_file(pch_dir.join("llorch-models.h.gch"));
     }
-    let mut models = base(true);
+    let mut models = base(true, HOST_OPT_LEVEL);
     models
         .include(&models_dir)
         .flag("-include")
         .flag(&pch_header);
-    for f in cpp_files(&models_dir) {
-        models.file(f);
-    }
-    let model_objects = models.compile_intermediates();
-    let _ = fs::remove_dir_all(&pch_dir); // 90 MB, needed by nothing else
-
-    let mut cpp = base(true);
+    let mut host = base(true, HOST_OPT_LEVEL);
+    let mut cpp = base(true, OPT_LEVEL);
     for f in GGML_CPP {
         cpp.file(root.join(f));
     }
-    for f in cpp_files(&root.join("src")) {
-        cpp.file(f);
+    for f in largest_first(cpp_files(&models_dir)) {
+        if with_fma(&f) {
+            cpp.file(f);
+        } else {
+            models.file(f);
+        }
     }
+    let model_objects = models.compile_intermediates();
+    let _ = fs::remove_dir_all(&pch_dir); // 90 MB, needed by nothing else
+    for f in largest_first(cpp_files(&root.join("src"))) {
+        if with_fma(&f) {
+            cpp.file(f);
+        } else {
+            host.file(f);
+        }
+    }
+    let host_objects = host.compile_intermediates();
+
     // One archive for ggml and llama: their C and C++ halves call each other.
     cpp.objects(c_objects);
     cpp.objects(model_objects);
+    cpp.objects(host_objects);
     cpp.compile("llorch_llama");
+}
+
+/// Files in decreasing size: the parallel compile starts the long ones first and does not end
+/// waiting on one of them.
+fn largest_first(mut files: Vec<PathBuf>) -> Vec<PathBuf> {
+    files.sort_by_key(|f| std::cmp::Reverse(fs::metadata(f).map(|m| m.len()).unwrap_or(0)));
+    files
 }
 
 /// The `.cpp` files of a folder, sorted.
