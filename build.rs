@@ -6,6 +6,7 @@
 //! Rust code or to the shim never recompiles llama.cpp.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashSet;
 use std::env;
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -20,6 +21,8 @@ const GGML_VERSION: &str = "0.26.0";
 /// `-march=native` would tie them to the build machine.
 const DEFAULT_MARCH: &str = "x86-64-v3";
 const OPT_LEVEL: &str = "2";
+/// Part of the cache key: changed whenever `build_llama` compiles differently with the same flags.
+const BUILD_LAYOUT: u32 = 2;
 
 /// llama's own code (src/: loading, tokenizer, graph building, the KV cache's bookkeeping; the
 /// tensor arithmetic is all in ggml) compiles at -O1, which takes a quarter less time. It cannot
@@ -124,7 +127,15 @@ fn main() {
     );
 
     let mut hasher = DefaultHasher::new();
-    (PIN_VERSION, &flags, &compiler_version, GGML_C, GGML_CPP).hash(&mut hasher);
+    (
+        PIN_VERSION,
+        BUILD_LAYOUT,
+        &flags,
+        &compiler_version,
+        GGML_C,
+        GGML_CPP,
+    )
+        .hash(&mut hasher);
     let key = format!("{:016x}", hasher.finish());
     let cache_root = env::var_os("LLORCH_LLAMA_CACHE")
         .map(PathBuf::from)
@@ -390,62 +401,28 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
 
     let with_fma = |f: &Path| HOST_WITH_FMA.iter().any(|h| f.ends_with(h));
 
-    // The graph builders of src/models/ (over 150 files) each begin with `#include "models.h"`,
-    // whose parse is three quarters of their compile time. It is parsed once, into a GCC
-    // precompiled header that every one of them takes through `-include`: the objects are the
-    // same instruction for instruction. A compiler that cannot make or use it parses the header
-    // as before.
-    let models_dir = root.join("src/models");
-    let pch_dir = cache.join("pch");
-    fs::create_dir_all(&pch_dir).expect("create precompiled header folder");
-    let pch_header = pch_dir.join("llorch-models.h");
-    fs::write(&pch_header, "#include \"models.h\"\n").expect("write precompiled header stub");
-    let mut pch = base(true, HOST_OPT_LEVEL);
-    pch.include(&models_dir);
-    let pch_job = pch
-        .get_compiler()
-        .to_command()
-        .arg("-x")
-        .arg("c++-header")
-        .arg(&pch_header)
-        .arg("-o")
-        .arg(pch_dir.join("llorch-models.h.gch"))
-        .spawn();
-
     let mut c = base(false, OPT_LEVEL);
     for f in GGML_C {
         c.file(root.join(f));
     }
     let c_objects = c.compile_intermediates();
 
-    if !pch_job
-        .and_then(|mut job| job.wait())
-        .is_ok_and(|s| s.success())
-    {
-        println!(
-            "cargo:warning=no precompiled header for src/models: parsing models.h in each file"
-        );
-        let _ = fs::remove_file(pch_dir.join("llorch-models.h.gch"));
-    }
-    let mut models = base(true, HOST_OPT_LEVEL);
-    models
-        .include(&models_dir)
-        .flag("-include")
-        .flag(&pch_header);
     let mut host = base(true, HOST_OPT_LEVEL);
     let mut cpp = base(true, OPT_LEVEL);
     for f in GGML_CPP {
         cpp.file(root.join(f));
     }
-    for f in largest_first(cpp_files(&models_dir)) {
+    let mut models = Vec::new();
+    for f in largest_first(cpp_files(&root.join("src/models"))) {
         if with_fma(&f) {
             cpp.file(f);
         } else {
-            models.file(f);
+            models.push(f);
         }
     }
-    let model_objects = models.compile_intermediates();
-    let _ = fs::remove_dir_all(&pch_dir); // 90 MB, needed by nothing else
+    for f in unity_sources(&models, &cache.join("unity")) {
+        host.file(f);
+    }
     for f in largest_first(cpp_files(&root.join("src"))) {
         if with_fma(&f) {
             cpp.file(f);
@@ -454,12 +431,148 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
         }
     }
     let host_objects = host.compile_intermediates();
+    let _ = fs::remove_dir_all(cache.join("unity"));
 
     // One archive for ggml and llama: their C and C++ halves call each other.
     cpp.objects(c_objects);
-    cpp.objects(model_objects);
     cpp.objects(host_objects);
     cpp.compile("llorch_llama");
+}
+
+/// The graph builders of src/models/ (over 150 files) are compiled as a few unity sources, each
+/// including several of them: every file begins with `#include "models.h"`, whose parse is
+/// three quarters of its compile time when compiled alone. Files that share a source must not
+/// see each other: a name a file declares at file scope (a `static` helper, a struct, ...) must
+/// not occur in the others of its source, or a call there could resolve to it. A file that
+/// cannot be placed so, or that defines macros or namespaces, is compiled alone (the returned
+/// list holds it as it is). These files are compiled at `HOST_OPT_LEVEL`, where GCC contracts no
+/// `a*b+c` into an FMA, so grouping them cannot change a floating-point result either.
+fn unity_sources(models: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
+    const SOURCES: usize = 4;
+    struct Group {
+        files: Vec<usize>,
+        size: u64,
+    }
+    let parsed: Vec<(HashSet<String>, Option<HashSet<String>>, u64)> = models
+        .iter()
+        .map(|f| {
+            let text =
+                fs::read_to_string(f).unwrap_or_else(|e| panic!("reading {}: {e}", f.display()));
+            (words(&text), file_scope_names(&text), text.len() as u64)
+        })
+        .collect();
+    let mut groups: Vec<Group> = (0..SOURCES)
+        .map(|_| Group {
+            files: Vec::new(),
+            size: 0,
+        })
+        .collect();
+    let mut alone = Vec::new();
+    for (i, (words_i, names_i, size)) in parsed.iter().enumerate() {
+        let Some(names_i) = names_i else {
+            alone.push(models[i].clone());
+            continue;
+        };
+        let apart = |g: &Group| {
+            g.files.iter().all(|&j| {
+                let (words_j, names_j, _) = &parsed[j];
+                let names_j = names_j.as_ref().expect("grouped files have names");
+                names_i.is_disjoint(words_j) && names_j.is_disjoint(words_i)
+            })
+        };
+        match groups
+            .iter_mut()
+            .filter(|g| apart(g))
+            .min_by_key(|g| g.size)
+        {
+            Some(g) => {
+                g.files.push(i);
+                g.size += size;
+            }
+            None => alone.push(models[i].clone()),
+        }
+    }
+    fs::create_dir_all(dir).expect("create unity folder");
+    let mut sources = alone;
+    for (n, g) in groups
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| !g.files.is_empty())
+    {
+        let path = dir.join(format!("llorch-models-{n}.cpp"));
+        let text: String = g
+            .files
+            .iter()
+            .map(|&i| format!("#include \"{}\"\n", models[i].display()))
+            .collect();
+        fs::write(&path, text).expect("write unity source");
+        sources.push(path);
+    }
+    sources
+}
+
+/// The identifiers of a C++ text.
+fn words(text: &str) -> HashSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The names a C++ file declares at file scope, from its unindented lines: the last
+/// identifier before the first `(`, `=`, `{`, `;` or lone `:`, unless `::` qualifies it (a
+/// member defined out of its class). None when the file has a preprocessor definition, a
+/// namespace or a using-declaration of its own, or a line this reading cannot name.
+fn file_scope_names(text: &str) -> Option<HashSet<String>> {
+    let mut names = HashSet::new();
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty()
+            || line.starts_with(|c: char| c.is_whitespace())
+            || line.starts_with("//")
+            || line.starts_with("/*")
+            || line.starts_with('*')
+            || line.starts_with('}')
+            || line.starts_with("#include")
+            || line.starts_with("#pragma once")
+            || line.starts_with("template")
+            || line.starts_with("[[")
+            || matches!(line, "public:" | "protected:" | "private:")
+        {
+            continue;
+        }
+        if line.starts_with('#') || line.starts_with("namespace") || line.starts_with("using") {
+            return None;
+        }
+        let bytes = line.as_bytes();
+        let mut end = line.len();
+        for (k, &b) in bytes.iter().enumerate() {
+            let lone_colon =
+                b == b':' && bytes.get(k + 1) != Some(&b':') && (k == 0 || bytes[k - 1] != b':');
+            if matches!(b, b'(' | b'=' | b'{' | b';') || lone_colon {
+                end = k;
+                break;
+            }
+        }
+        let head = line[..end].trim_end();
+        let name_start = head
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |k| k + 1);
+        let name = &head[name_start..];
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+            // Such as `llama_model_x::graph<true>::graph(`, qualified all the same: only a
+            // line that ends in an operator or a template argument list gets here.
+            if head[..name_start].trim_end().ends_with('>') && head.contains("::") {
+                continue;
+            }
+            return None;
+        }
+        if head[..name_start].ends_with("::") {
+            continue;
+        }
+        names.insert(name.to_string());
+    }
+    Some(names)
 }
 
 /// Files in decreasing size: the parallel compile starts the long ones first and does not end
