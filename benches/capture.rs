@@ -45,9 +45,7 @@ fn run(model: &Path, out: &Path, c: &mut Config) {
         kv_type: KvType::F32,
         threads: c.threads,
         repack: true,
-        filter: c
-            .filter
-            .map(|f| globset::Glob::new(f).unwrap().compile_matcher()),
+        filter: c.filter.map(|f| llorch_diff::glob::Glob::new(f).unwrap()),
     };
     let _ = std::fs::remove_dir_all(out);
     let (cpu0, t0) = (cpu_time(), Instant::now());

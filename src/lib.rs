@@ -12,6 +12,7 @@ pub mod cli;
 pub mod compare;
 pub mod cpu_config;
 pub mod gguf;
+pub mod glob;
 pub mod hf;
 #[cfg(feature = "llama")]
 pub mod llamacpp;

@@ -176,7 +176,7 @@ fn two_runs_are_byte_identical() {
 fn filter_limits_checkpoints() {
     let model = common::smollm2();
     let out = common::scratch("extract_filter").join("f");
-    let matcher = globset::Glob::new("blk.*.l_out").unwrap().compile_matcher();
+    let matcher = llorch_diff::glob::Glob::new("blk.*.l_out").unwrap();
     let o = ExtractOptions {
         filter: Some(matcher),
         ..opts(1)

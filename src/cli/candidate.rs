@@ -33,8 +33,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::glob::Glob;
 use anyhow::Context;
-use globset::{Glob, GlobSetBuilder};
 
 use super::compare::{step_summary, tolerances};
 use super::pipeline::{produce, ModelSource, Staged, LLAMA_CPP, REFERENCE};
@@ -462,14 +462,18 @@ pub fn restrict(expected: &DumpFolder, candidate: &DumpFolder) -> anyhow::Result
         .and_then(|m| m.producer_detail.get(CLAIMS_KEY).cloned());
     match claims {
         Some(list) => {
-            let mut b = GlobSetBuilder::new();
-            for g in list.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-                b.add(Glob::new(g).with_context(|| {
-                    format!("the candidate manifest's {CLAIMS_KEY:?} glob {g:?}")
-                })?);
-            }
-            let set = b.build().context("the candidate manifest's claims")?;
-            a.entries.retain(|e| set.is_match(e.id.name.to_string()));
+            let globs = list
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(|g| {
+                    Glob::new(g).with_context(|| format!("the candidate manifest's {CLAIMS_KEY:?}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            a.entries.retain(|e| {
+                let name = e.id.name.to_string();
+                globs.iter().any(|g| g.is_match(&name))
+            });
         }
         None => {
             let dumped: HashSet<_> = candidate.entries.iter().map(|e| &e.id).collect();
@@ -631,7 +635,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     if let Some(m) = super::extract::parse_filter(args.filter.as_deref())? {
         cand_folder
             .entries
-            .retain(|e| m.is_match(e.id.name.to_string()));
+            .retain(|e| m.is_match(&e.id.name.to_string()));
     }
 
     let t = Instant::now();

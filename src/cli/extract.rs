@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::Outcome;
+use crate::glob::Glob;
 use crate::llamacpp::extract::ExtractOptions;
 use crate::llamacpp::{set_verbose, KvType};
 
@@ -45,13 +46,9 @@ pub struct Args {
     pub verbose: bool,
 }
 
-pub fn parse_filter(filter: Option<&str>) -> anyhow::Result<Option<globset::GlobMatcher>> {
+pub fn parse_filter(filter: Option<&str>) -> anyhow::Result<Option<Glob>> {
     filter
-        .map(|f| {
-            globset::Glob::new(f)
-                .map(|g| g.compile_matcher())
-                .with_context(|| format!("bad --filter {f:?}"))
-        })
+        .map(|f| Glob::new(f).context("bad --filter"))
         .transpose()
 }
 

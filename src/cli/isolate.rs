@@ -219,7 +219,7 @@ pub fn extract(
         cmd.arg("--no-repack");
     }
     if let Some(f) = &opts.filter {
-        cmd.args(["--filter", f.glob().glob()]);
+        cmd.args(["--filter", f.as_str()]);
     }
     if all_nodes {
         cmd.arg("--all-nodes");

@@ -65,7 +65,7 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn reference_options(&self, filter: Option<globset::GlobMatcher>) -> ReferenceOptions {
+    pub fn reference_options(&self, filter: Option<crate::glob::Glob>) -> ReferenceOptions {
         ReferenceOptions {
             mode: self.mode,
             steps: self.steps,

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use globset::GlobMatcher;
+use crate::glob::Glob;
 
 use super::capture::{self, CaptureError, GraphFamily};
 use super::{KvType, LlamaError, Session};
@@ -27,7 +27,7 @@ pub struct ExtractOptions {
     /// Use the CPU backend's repacked weight layouts (llama.cpp's default).
     pub repack: bool,
     /// Only checkpoints whose name matches are dumped (and asked of llama.cpp).
-    pub filter: Option<GlobMatcher>,
+    pub filter: Option<Glob>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +176,7 @@ pub fn extract_with_progress(
     let wanted = |name: &CheckpointName| {
         opts.filter
             .as_ref()
-            .is_none_or(|g| g.is_match(name.to_string()))
+            .is_none_or(|g| g.is_match(&name.to_string()))
     };
     let rules: Vec<_> = match family {
         Some(f) => capture::rules(f, dims.n_layer as u32),

@@ -31,7 +31,7 @@ pub mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use globset::GlobMatcher;
+use crate::glob::Glob;
 
 use crate::checkpoint::manifest::ModelInfo;
 use crate::checkpoint::{
@@ -144,7 +144,7 @@ pub struct ReferenceOptions {
     /// Worker threads; 0 for one per core. Results do not depend on it.
     pub threads: usize,
     /// Only checkpoints whose name matches are dumped.
-    pub filter: Option<GlobMatcher>,
+    pub filter: Option<Glob>,
     pub fault: Option<Fault>,
     /// Prompt token ids to evaluate instead of tokenizing the prompt.
     pub token_ids: Option<Vec<i32>>,
@@ -339,7 +339,7 @@ impl Run {
 pub struct Taps<'w> {
     writer: &'w mut DumpWriter,
     step: u32,
-    filter: Option<&'w GlobMatcher>,
+    filter: Option<&'w Glob>,
 }
 
 impl Taps<'_> {
@@ -350,7 +350,7 @@ impl Taps<'_> {
         shape: &[usize],
         data: &[f32],
     ) -> Result<(), DumpError> {
-        if self.filter.is_some_and(|g| !g.is_match(name.to_string())) {
+        if self.filter.is_some_and(|g| !g.is_match(&name.to_string())) {
             return Ok(());
         }
         self.writer.add(

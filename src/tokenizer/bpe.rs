@@ -1,7 +1,7 @@
 //! GPT-2 byte-level BPE as llama.cpp's `llm_tokenizer_bpe_session::tokenize` does it
 //! (src/llama-vocab.cpp, src/unicode.cpp), step for step:
 //!
-//! * pre-tokenization (`unicode_regex_split`): the regular expressions of `llm_tokenizer_bpe`'s
+//! * pre-tokenization (`unicode_regex_split`, split.rs): the expressions of `llm_tokenizer_bpe`'s
 //!   constructor for the file's pre-tokenizer type, applied in turn, each splitting every piece
 //!   the previous ones left (matches and the text between them both become pieces); then each
 //!   piece's UTF-8 bytes mapped to GPT-2's byte characters;
@@ -10,12 +10,6 @@
 //! * each resulting symbol becomes its token; a symbol that is not a token (a merge can make
 //!   one) becomes the tokens of its single bytes, skipping bytes that have none.
 //!
-//! llama.cpp runs GPT-2's pattern through a hand-written matcher
-//! (`unicode_regex_split_custom_gpt2`) over its own Unicode tables; here it is the real regex
-//! (fancy-regex, for the look-ahead) over the Rust `regex` crate's tables. They agree on
-//! everything the corpus test checks; code points whose category changed between the two
-//! Unicode versions would differ.
-//!
 //! Merge ranks are `bpe_ranks` as llama.cpp fills it: a merge splits at its first space after
 //! the first byte, and a repeated pair keeps its first rank.
 
@@ -23,33 +17,30 @@ use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 
-use fancy_regex::Regex;
-
+use super::split::{split, Split};
 use super::TokenizerError;
 
-/// GPT-2's split pattern (`unicode_regex_split_custom_gpt2` implements it; llama.cpp's string
-/// omits the final `|\s+`, which its matcher handles all the same).
-const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-
 /// `LLAMA_VOCAB_PRE_TYPE_DEFAULT`.
-const DEFAULT: &[&str] = &[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"];
-
-/// `LLAMA_VOCAB_PRE_TYPE_GPT2` and the others that use GPT-2's pattern alone.
-const GPT2_ONLY: &[&str] = &[GPT2];
-
-/// `LLAMA_VOCAB_PRE_TYPE_SMOLLM` and the others that split every digit off first.
-const DIGITS_THEN_GPT2: &[&str] = &[r"\p{N}", GPT2];
-
-/// `LLAMA_VOCAB_PRE_TYPE_QWEN2`: llama.cpp's string (contractions spelled out case by case,
-/// which its hand-written matcher `unicode_regex_split_custom_qwen2` recognizes).
-const QWEN2: &[&str] = &[
-    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+const DEFAULT: &[Split] = &[
+    Split::PunctuationRuns,
+    Split::Gpt2,
+    Split::NumberRuns,
+    Split::ThreeDigits,
 ];
 
-/// The `tokenizer.ggml.pre` names supported, with the regular expressions llama.cpp uses for
-/// them. These are the names whose only effect on tokenization in llama.cpp is the choice of
+/// `LLAMA_VOCAB_PRE_TYPE_GPT2` and the others that use GPT-2's pattern alone.
+const GPT2_ONLY: &[Split] = &[Split::Gpt2];
+
+/// `LLAMA_VOCAB_PRE_TYPE_SMOLLM` and the others that split every digit off first.
+const DIGITS_THEN_GPT2: &[Split] = &[Split::EachNumber, Split::Gpt2];
+
+/// `LLAMA_VOCAB_PRE_TYPE_QWEN2`.
+const QWEN2: &[Split] = &[Split::Qwen2];
+
+/// The `tokenizer.ggml.pre` names supported, with the expressions llama.cpp uses for them.
+/// These are the names whose only effect on tokenization in llama.cpp is the choice of
 /// expressions (others also set flags such as `ignore_merges` or a BOS default).
-const PRE_TOKENIZERS: &[(&str, &[&str])] = &[
+const PRE_TOKENIZERS: &[(&str, &[Split])] = &[
     ("default", DEFAULT),
     ("gpt-2", GPT2_ONLY),
     ("phi-2", GPT2_ONLY),
@@ -74,7 +65,7 @@ pub(super) fn supported_pre_tokenizers() -> String {
 
 pub(super) struct Bpe {
     /// The pre-tokenizer's expressions, applied in turn.
-    splits: Vec<Regex>,
+    splits: &'static [Split],
     /// `bpe_ranks`, keyed by the merge's text: for sides that hold no space (byte-level text
     /// never does) `"{left} {right}"` is found exactly when llama.cpp finds `(left, right)`.
     ranks: HashMap<String, u32>,
@@ -91,7 +82,7 @@ impl Bpe {
         merges: &[&str],
         pre: &str,
     ) -> Result<Bpe, TokenizerError> {
-        let patterns = PRE_TOKENIZERS
+        let splits = PRE_TOKENIZERS
             .iter()
             .find(|(n, _)| *n == pre)
             .map(|(_, r)| *r)
@@ -99,16 +90,6 @@ impl Bpe {
                 pre: pre.to_string(),
                 supported: supported_pre_tokenizers(),
             })?;
-        let splits = patterns
-            .iter()
-            .map(|p| {
-                Regex::new(p).map_err(|e| TokenizerError::Pattern {
-                    pattern: (*p).to_string(),
-                    message: e.to_string(),
-                })
-            })
-            .collect::<Result<_, _>>()?;
-
         let mut ranks = HashMap::with_capacity(merges.len());
         for (rank, m) in merges.iter().enumerate() {
             // `emplace`: the first rank of a repeated merge stays.
@@ -131,8 +112,8 @@ impl Bpe {
     }
 
     /// Tokenizes one text fragment, appending to `out`.
-    pub(super) fn tokenize(&self, text: &str, out: &mut Vec<i32>) -> Result<(), TokenizerError> {
-        for piece in self.pre_tokenize(text)? {
+    pub(super) fn tokenize(&self, text: &str, out: &mut Vec<i32>) {
+        for piece in split(text, self.splits) {
             let word: String = piece.bytes().map(|b| self.byte_chars[b as usize]).collect();
             for symbol in self.merge(&word) {
                 match self.ids.get(symbol) {
@@ -149,38 +130,6 @@ impl Bpe {
                 }
             }
         }
-        Ok(())
-    }
-
-    /// `unicode_regex_split` without the byte encoding: every expression splits each piece
-    /// into its matches and the text between them.
-    fn pre_tokenize<'t>(&self, text: &'t str) -> Result<Vec<&'t str>, TokenizerError> {
-        let mut pieces = vec![text];
-        for re in &self.splits {
-            let mut next = Vec::with_capacity(pieces.len() * 2);
-            for piece in pieces {
-                let mut last = 0;
-                for m in re.find_iter(piece) {
-                    let m = m.map_err(|e| TokenizerError::Pattern {
-                        pattern: re.as_str().to_string(),
-                        message: e.to_string(),
-                    })?;
-                    if m.start() > last {
-                        next.push(&piece[last..m.start()]);
-                    }
-                    if m.end() > m.start() {
-                        next.push(m.as_str());
-                    }
-                    last = m.end();
-                }
-                if last < piece.len() {
-                    next.push(&piece[last..]);
-                }
-            }
-            pieces = next;
-        }
-        pieces.retain(|p| !p.is_empty());
-        Ok(pieces)
     }
 
     /// The merge loop of `llm_tokenizer_bpe_session::tokenize` on one byte-encoded word: the

@@ -28,9 +28,8 @@
 //!   does), `gpt-2`, `phi-2`, `mpt`, `olmo` (GPT-2's pattern), `smollm`, `starcoder`,
 //!   `refact`, `command-r` (every digit apart, then GPT-2's pattern), `qwen2` (Qwen's
 //!   pattern, which llama.cpp runs through `unicode_regex_split_custom_qwen2`); `gpt2` is not a
-//!   pre-tokenizer name, llama.cpp refuses it too. GPT-2's pattern runs as a real regex here
-//!   where llama.cpp has a hand-written matcher over its own Unicode tables: a code point whose
-//!   category differs between those tables and the `regex` crate's would split differently.
+//!   pre-tokenizer name, llama.cpp refuses it too. The splits are llama.cpp's own matchers
+//!   over llama.cpp's own Unicode tables (split.rs).
 //!
 //! Not supported (a [`TokenizerError`] names the problem): other tokenizer models (`bert`,
 //! `t5`, `rwkv`, ...), other pre-tokenizers (llama3, deepseek, ... have their own patterns and
@@ -41,6 +40,7 @@
 //! and some BERT models' strip flags), and `parse_special = true`.
 
 mod bpe;
+mod split;
 mod spm;
 
 use std::collections::HashMap;
@@ -93,8 +93,6 @@ pub enum TokenizerError {
     NoSpecialToken { which: &'static str },
     #[error("byte 0x{0:02X} has no token (neither <0x{0:02X}> nor the byte itself)")]
     NoByteToken(u8),
-    #[error("pre-tokenizer expression /{pattern}/ failed: {message}")]
-    Pattern { pattern: String, message: String },
 }
 
 /// The vocabulary as llama.cpp holds it: texts and scores by id, and text -> id.
@@ -360,7 +358,7 @@ impl Tokenizer {
                             s.push_str(t);
                             spm::tokenize(&self.vocab, &s.replace(' ', "\u{2581}"), &mut out)?;
                         }
-                        Model::Bpe(bpe, _) => bpe.tokenize(t, &mut out)?,
+                        Model::Bpe(bpe, _) => bpe.tokenize(t, &mut out),
                     }
                     prev_special = false;
                 }
