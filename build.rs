@@ -22,7 +22,7 @@ const GGML_VERSION: &str = "0.26.0";
 const DEFAULT_MARCH: &str = "x86-64-v3";
 const OPT_LEVEL: &str = "2";
 /// Part of the cache key: changed whenever `build_llama` compiles differently with the same flags.
-const BUILD_LAYOUT: u32 = 2;
+const BUILD_LAYOUT: u32 = 3;
 
 /// llama's own code (src/: loading, tokenizer, graph building, the KV cache's bookkeeping; the
 /// tensor arithmetic is all in ggml) compiles at -O1, which takes a quarter less time. It cannot
@@ -474,15 +474,20 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
             models.push(f);
         }
     }
-    for f in unity_sources(&models, &cache.join("unity")) {
-        host.file(f);
-    }
+    let mut llama = Vec::new();
     for f in largest_first(cpp_files(&root.join("src"))) {
         if with_fma(&f) {
             cpp.file(f);
         } else {
-            host.file(f);
+            llama.push(f);
         }
+    }
+    let unity = cache.join("unity");
+    for f in unity_sources(&models, &unity, "models", 4)
+        .into_iter()
+        .chain(unity_sources(&llama, &unity, "llama", 2))
+    {
+        host.file(f);
     }
     let host_objects = host.compile_intermediates();
     let _ = fs::remove_dir_all(cache.join("unity"));
@@ -493,21 +498,21 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
     cpp.compile("llorch_llama");
 }
 
-/// The graph builders of src/models/ (over 150 files) are compiled as a few unity sources, each
-/// including several of them: every file begins with `#include "models.h"`, whose parse is
-/// three quarters of its compile time when compiled alone. Files that share a source must not
-/// see each other: a name a file declares at file scope (a `static` helper, a struct, ...) must
+/// llama's own files are compiled as a few unity sources (`count`), each including several of
+/// them: the graph builders of src/models/ (over 150 files) each begin with
+/// `#include "models.h"`, whose parse is three quarters of their compile time when compiled
+/// alone, and the files of src/ share most of their headers too. Files that share a source must
+/// not see each other: a name a file declares at file scope (a `static` helper, a struct, ...) must
 /// not occur in the others of its source, or a call there could resolve to it. A file that
 /// cannot be placed so, or that defines macros or namespaces, is compiled alone (the returned
 /// list holds it as it is). These files are compiled at `HOST_OPT_LEVEL`, where GCC contracts no
 /// `a*b+c` into an FMA, so grouping them cannot change a floating-point result either.
-fn unity_sources(models: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
-    const SOURCES: usize = 4;
+fn unity_sources(files: &[PathBuf], dir: &Path, name: &str, count: usize) -> Vec<PathBuf> {
     struct Group {
         files: Vec<usize>,
         size: u64,
     }
-    let parsed: Vec<(HashSet<String>, Option<HashSet<String>>, u64)> = models
+    let parsed: Vec<(HashSet<String>, Option<HashSet<String>>, u64)> = files
         .iter()
         .map(|f| {
             let text =
@@ -515,7 +520,7 @@ fn unity_sources(models: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
             (words(&text), file_scope_names(&text), text.len() as u64)
         })
         .collect();
-    let mut groups: Vec<Group> = (0..SOURCES)
+    let mut groups: Vec<Group> = (0..count)
         .map(|_| Group {
             files: Vec::new(),
             size: 0,
@@ -524,7 +529,7 @@ fn unity_sources(models: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
     let mut alone = Vec::new();
     for (i, (words_i, names_i, size)) in parsed.iter().enumerate() {
         let Some(names_i) = names_i else {
-            alone.push(models[i].clone());
+            alone.push(files[i].clone());
             continue;
         };
         let apart = |g: &Group| {
@@ -543,7 +548,7 @@ fn unity_sources(models: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
                 g.files.push(i);
                 g.size += size;
             }
-            None => alone.push(models[i].clone()),
+            None => alone.push(files[i].clone()),
         }
     }
     fs::create_dir_all(dir).expect("create unity folder");
@@ -553,11 +558,11 @@ fn unity_sources(models: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
         .enumerate()
         .filter(|(_, g)| !g.files.is_empty())
     {
-        let path = dir.join(format!("llorch-models-{n}.cpp"));
+        let path = dir.join(format!("llorch-{name}-{n}.cpp"));
         let text: String = g
             .files
             .iter()
-            .map(|&i| format!("#include \"{}\"\n", models[i].display()))
+            .map(|&i| format!("#include \"{}\"\n", files[i].display()))
             .collect();
         fs::write(&path, text).expect("write unity source");
         sources.push(path);
