@@ -22,7 +22,7 @@ const GGML_VERSION: &str = "0.26.0";
 const DEFAULT_MARCH: &str = "x86-64-v3";
 const OPT_LEVEL: &str = "2";
 /// Part of the cache key: changed whenever `build_llama` compiles differently with the same flags.
-const BUILD_LAYOUT: u32 = 3;
+const BUILD_LAYOUT: u32 = 4;
 
 /// llama's own code (src/: loading, tokenizer, graph building, the KV cache's bookkeeping; the
 /// tensor arithmetic is all in ggml) compiles at -O1, which takes a quarter less time. It cannot
@@ -474,20 +474,15 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
             models.push(f);
         }
     }
-    let mut llama = Vec::new();
+    for f in unity_sources(&models, &cache.join("unity"), "models", 4) {
+        host.file(f);
+    }
     for f in largest_first(cpp_files(&root.join("src"))) {
         if with_fma(&f) {
             cpp.file(f);
         } else {
-            llama.push(f);
+            host.file(f);
         }
-    }
-    let unity = cache.join("unity");
-    for f in unity_sources(&models, &unity, "models", 4)
-        .into_iter()
-        .chain(unity_sources(&llama, &unity, "llama", 2))
-    {
-        host.file(f);
     }
     let host_objects = host.compile_intermediates();
     let _ = fs::remove_dir_all(cache.join("unity"));
@@ -498,11 +493,11 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
     cpp.compile("llorch_llama");
 }
 
-/// llama's own files are compiled as a few unity sources (`count`), each including several of
-/// them: the graph builders of src/models/ (over 150 files) each begin with
-/// `#include "models.h"`, whose parse is three quarters of their compile time when compiled
-/// alone, and the files of src/ share most of their headers too. Files that share a source must
-/// not see each other: a name a file declares at file scope (a `static` helper, a struct, ...) must
+/// The graph builders of src/models/ (over 150 files) are compiled as a few unity sources
+/// (`count`), each including several of them: every file begins with `#include "models.h"`,
+/// whose parse is three quarters of its compile time when compiled alone. (The files of src/
+/// gain nothing so: their own code, not shared headers, is most of their compile time.) Files
+/// that share a source must not see each other: a name a file declares at file scope (a `static` helper, a struct, ...) must
 /// not occur in the others of its source, or a call there could resolve to it. A file that
 /// cannot be placed so, or that defines macros or namespaces, is compiled alone (the returned
 /// list holds it as it is). These files are compiled at `HOST_OPT_LEVEL`, where GCC contracts no
