@@ -22,7 +22,7 @@ const GGML_VERSION: &str = "0.26.0";
 const DEFAULT_MARCH: &str = "x86-64-v3";
 const OPT_LEVEL: &str = "2";
 /// Part of the cache key: changed whenever `build_llama` compiles differently with the same flags.
-const BUILD_LAYOUT: u32 = 4;
+const BUILD_LAYOUT: u32 = 5;
 
 /// llama's own code (src/: loading, tokenizer, graph building, the KV cache's bookkeeping; the
 /// tensor arithmetic is all in ggml) compiles at -O1, which takes a quarter less time. It cannot
@@ -455,42 +455,48 @@ fn build_llama(root: &Path, cache: &Path, gen_include: &Path, march: &str) {
 
     let with_fma = |f: &Path| HOST_WITH_FMA.iter().any(|h| f.ends_with(h));
 
-    let mut c = base(false, OPT_LEVEL);
-    for f in GGML_C {
-        c.file(root.join(f));
-    }
-    let c_objects = c.compile_intermediates();
-
-    let mut host = base(true, HOST_OPT_LEVEL);
-    let mut cpp = base(true, OPT_LEVEL);
-    for f in GGML_CPP {
-        cpp.file(root.join(f));
-    }
+    let c_files = largest_first(GGML_C.iter().map(|f| root.join(f)).collect());
+    let mut o2_files: Vec<PathBuf> = GGML_CPP.iter().map(|f| root.join(f)).collect();
     let mut models = Vec::new();
-    for f in largest_first(cpp_files(&root.join("src/models"))) {
+    for f in cpp_files(&root.join("src/models")) {
         if with_fma(&f) {
-            cpp.file(f);
+            o2_files.push(f);
         } else {
             models.push(f);
         }
     }
-    for f in unity_sources(&models, &cache.join("unity"), "models", 4) {
-        host.file(f);
-    }
+    let mut o1_files = unity_sources(&largest_first(models), &cache.join("unity"), "models", 4);
     for f in largest_first(cpp_files(&root.join("src"))) {
         if with_fma(&f) {
-            cpp.file(f);
+            o2_files.push(f);
         } else {
-            host.file(f);
+            o1_files.push(f);
         }
     }
-    let host_objects = host.compile_intermediates();
+    let o2_files = largest_first(o2_files);
+
+    // The three sets compile side by side, sharing the jobs cargo's jobserver allows, so that no
+    // core waits at the end of one set for the next to begin.
+    let compile = |cpp: bool, opt_level: &str, files: &[PathBuf]| {
+        let mut b = base(cpp, opt_level);
+        b.files(files);
+        b.compile_intermediates()
+    };
+    let objects: Vec<PathBuf> = std::thread::scope(|s| {
+        let c = s.spawn(|| compile(false, OPT_LEVEL, &c_files));
+        let o1 = s.spawn(|| compile(true, HOST_OPT_LEVEL, &o1_files));
+        let mut objects = compile(true, OPT_LEVEL, &o2_files);
+        for job in [c, o1] {
+            objects.extend(job.join().expect("compiling llama.cpp"));
+        }
+        objects
+    });
     let _ = fs::remove_dir_all(cache.join("unity"));
 
     // One archive for ggml and llama: their C and C++ halves call each other.
-    cpp.objects(c_objects);
-    cpp.objects(host_objects);
-    cpp.compile("llorch_llama");
+    let mut archive = base(true, OPT_LEVEL);
+    archive.objects(objects);
+    archive.compile("llorch_llama");
 }
 
 /// The graph builders of src/models/ (over 150 files) are compiled as a few unity sources
