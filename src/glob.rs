@@ -22,14 +22,16 @@ enum Token {
         negated: bool,
         ranges: Vec<(char, char)>,
     },
-    /// The alternatives of a `{...}`.
-    OneOf(Vec<Vec<Token>>),
 }
+
+/// At most this many patterns after the `{...}` are expanded (`{a,b}{c,d}` is four).
+const MAX_ALTERNATIVES: usize = 256;
 
 #[derive(Clone)]
 pub struct Glob {
     pattern: String,
-    tokens: Vec<Token>,
+    /// The pattern with every `{...}` expanded: a name matches when one of these does.
+    alternatives: Vec<Vec<Token>>,
 }
 
 impl fmt::Debug for Glob {
@@ -45,9 +47,9 @@ impl Glob {
             problem,
         };
         let mut chars = pattern.chars().peekable();
-        // The token lists being built: the outer pattern, then, inside `{...}`, the
-        // alternatives so far and the current one.
-        let mut outer: Vec<Token> = Vec::new();
+        // The expansions so far, then, inside `{...}`, its alternatives so far and the current
+        // one.
+        let mut outer: Vec<Vec<Token>> = vec![Vec::new()];
         let mut alternatives: Option<(Vec<Vec<Token>>, Vec<Token>)> = None;
         while let Some(ch) = chars.next() {
             let token = match ch {
@@ -105,14 +107,23 @@ impl Glob {
                 '}' if alternatives.is_some() => {
                     let (mut done, current) = alternatives.take().expect("inside {...}");
                     done.push(current);
-                    outer.push(Token::OneOf(done));
+                    if outer.len() * done.len() > MAX_ALTERNATIVES {
+                        return Err(error("too many alternatives in '{...}'"));
+                    }
+                    outer = outer
+                        .iter()
+                        .flat_map(|prefix| {
+                            done.iter()
+                                .map(move |alt| [prefix.as_slice(), alt].concat())
+                        })
+                        .collect();
                     continue;
                 }
                 c => Token::Char(c),
             };
             match alternatives.as_mut() {
                 Some((_, current)) => current.push(token),
-                None => outer.push(token),
+                None => outer.iter_mut().for_each(|o| o.push(token.clone())),
             }
         }
         if alternatives.is_some() {
@@ -120,7 +131,7 @@ impl Glob {
         }
         Ok(Glob {
             pattern: pattern.to_string(),
-            tokens: outer,
+            alternatives: outer,
         })
     }
 
@@ -131,40 +142,49 @@ impl Glob {
     /// Whether the whole of `name` matches.
     pub fn is_match(&self, name: &str) -> bool {
         let chars: Vec<char> = name.chars().collect();
-        matches(&self.tokens, &[], &chars)
+        self.alternatives.iter().any(|p| matches(p, &chars))
     }
 }
 
-/// Whether `tokens` then `rest` match all of `text`.
-fn matches(tokens: &[Token], rest: &[&[Token]], text: &[char]) -> bool {
-    let Some((token, tail)) = tokens.split_first() else {
-        return match rest.split_first() {
-            Some((next, rest)) => matches(next, rest, text),
-            None => text.is_empty(),
-        };
-    };
-    match token {
-        Token::AnyRun => (0..=text.len()).any(|k| matches(tail, rest, &text[k..])),
-        Token::OneOf(alternatives) => {
-            let mut after: Vec<&[Token]> = Vec::with_capacity(rest.len() + 1);
-            after.push(tail);
-            after.extend_from_slice(rest);
-            alternatives.iter().any(|alt| matches(alt, &after, text))
-        }
-        _ => {
-            let Some((&c, text_tail)) = text.split_first() else {
-                return false;
-            };
-            let one = match token {
-                Token::Char(want) => c == *want,
-                Token::AnyChar => true,
-                Token::Class { negated, ranges } => {
-                    ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&c)) != *negated
+/// Whether `pattern` matches all of `text`: the usual wildcard walk, which on a mismatch goes
+/// back only to the last `*` (taking one more character into it), so it takes at most
+/// (pattern length × text length) steps whatever the pattern.
+fn matches(pattern: &[Token], text: &[char]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    // After the last `*` seen: where the pattern resumes and where the text it took ends.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(Token::AnyRun) => {
+                star = Some((p + 1, t));
+                p += 1;
+            }
+            Some(token) if one(token, text[t]) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((resume, taken)) => {
+                    star = Some((resume, taken + 1));
+                    p = resume;
+                    t = taken + 1;
                 }
-                Token::AnyRun | Token::OneOf(_) => unreachable!("handled above"),
-            };
-            one && matches(tail, rest, text_tail)
+                None => return false,
+            },
         }
+    }
+    pattern[p..].iter().all(|token| *token == Token::AnyRun)
+}
+
+/// Whether a one-character token matches `c`.
+fn one(token: &Token, c: char) -> bool {
+    match token {
+        Token::Char(want) => c == *want,
+        Token::AnyChar => true,
+        Token::Class { negated, ranges } => {
+            ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&c)) != *negated
+        }
+        Token::AnyRun => false,
     }
 }
 
@@ -195,11 +215,17 @@ mod tests {
         assert!(m("[]x]", "]") && m("[a-]", "-"));
         assert!(m("*a*a*a*b", "aaaaaaaaaaaaaaaaaaaab"));
         assert!(!m("*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaa"));
+        assert!(m("{a,b}{c,d}", "bd") && !m("{a,b}{c,d}", "ab"));
+        // Many stars against a long name that does not match: quadratic at worst, not
+        // exponential.
+        let stars = "*a".repeat(30) + "*b";
+        assert!(!m(&stars, &"a".repeat(5000)));
     }
 
     #[test]
     fn malformed_globs_are_named() {
-        for bad in ["blk.[0-2", "{a,b", "{a,{b}}", "x\\", "[z-a]"] {
+        let many = "{a,b}".repeat(9);
+        for bad in ["blk.[0-2", "{a,b", "{a,{b}}", "x\\", "[z-a]", many.as_str()] {
             let e = Glob::new(bad).unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }
