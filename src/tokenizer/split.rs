@@ -156,6 +156,16 @@ impl Piece<'_> {
             OUT_OF_RANGE
         }
     }
+    /// Where the piece both matchers end with at `pos` ends, `whitespaces` whitespace code
+    /// points being there: `\s+(?!\S)` (all but the last when text follows), `\s+`, or, with
+    /// none, the one code point that matches nothing.
+    fn whitespace_or_one(&self, pos: usize, whitespaces: usize) -> usize {
+        if whitespaces > 1 && self.cpt(pos + whitespaces) != OUT_OF_RANGE {
+            pos + whitespaces - 1
+        } else {
+            pos + whitespaces.max(1)
+        }
+    }
     fn flags(&self, pos: usize) -> Flags {
         if self.ini <= pos && pos < self.end {
             Flags::of(self.cpts[pos])
@@ -227,20 +237,7 @@ fn gpt2(p: &Piece, out: &mut Pieces) {
         while p.flags(pos + whitespaces).is_whitespace() {
             whitespaces += 1;
         }
-        // \s+(?!\S)
-        if whitespaces > 1 && p.cpt(pos + whitespaces) != OUT_OF_RANGE {
-            pos += whitespaces - 1;
-            out.add(pos);
-            continue;
-        }
-        // \s+
-        if whitespaces > 0 {
-            pos += whitespaces;
-            out.add(pos);
-            continue;
-        }
-        // no match
-        pos += 1;
+        pos = p.whitespace_or_one(pos, whitespaces);
         out.add(pos);
     }
 }
@@ -320,20 +317,7 @@ fn qwen2(p: &Piece, out: &mut Pieces) {
             out.add(pos);
             continue;
         }
-        // \s+(?!\S)
-        if whitespaces > 1 && p.cpt(pos + whitespaces) != OUT_OF_RANGE {
-            pos += whitespaces - 1;
-            out.add(pos);
-            continue;
-        }
-        // \s+
-        if whitespaces > 0 {
-            pos += whitespaces;
-            out.add(pos);
-            continue;
-        }
-        // no match
-        pos += 1;
+        pos = p.whitespace_or_one(pos, whitespaces);
         out.add(pos);
     }
 }
