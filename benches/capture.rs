@@ -4,9 +4,14 @@
 //!
 //! `cargo bench --bench capture` (env `CAPTURE_BENCH_RUNS`, default 5; `CAPTURE_BENCH_DIR` for
 //! the output folder's parent, default `target/capture-bench`). The configurations
-//! run interleaved, each into a fresh folder (removed outside the timing); the best wall time
-//! and the best CPU time (user + system, every thread of the process) of each are printed, as
-//! the machine may be shared.
+//! run interleaved, each into a folder of its own; the best wall time and the best CPU time
+//! (user + system, every thread of the process) of each are printed, as the machine may be
+//! shared.
+//!
+//! No folder is removed until every run is done: on an ext4 file system without a journal, a
+//! new file's inode is searched past every inode of its block group freed in the last minutes,
+//! so removing one run's 2720 files before the next would time the bench's own deletions. The
+//! cost of creating a file where the dumps go is measured first and printed beside the ratio.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,6 +33,16 @@ fn cpu_time() -> (Duration, Duration) {
     (tv(u.ru_utime), tv(u.ru_stime))
 }
 
+/// Mean time to create (and close) one empty file in `dir`; the files stay until the end.
+fn file_creation_cost(dir: &Path, n: u32) -> Duration {
+    std::fs::create_dir_all(dir).expect("create the probe folder");
+    let t0 = Instant::now();
+    for i in 0..n {
+        std::fs::File::create(dir.join(format!("{i}.bin"))).expect("create a probe file");
+    }
+    t0.elapsed() / n
+}
+
 struct Config {
     label: &'static str,
     threads: usize,
@@ -47,12 +62,10 @@ fn run(model: &Path, out: &Path, c: &mut Config) {
         repack: true,
         filter: c.filter.map(|f| llorch_diff::glob::Glob::new(f).unwrap()),
     };
-    let _ = std::fs::remove_dir_all(out);
     let (cpu0, t0) = (cpu_time(), Instant::now());
     let s = extract(model, PROMPT, out, &opts).expect("extract");
     let (wall, cpu1) = (t0.elapsed(), cpu_time());
     let (user, sys) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
-    let _ = std::fs::remove_dir_all(out);
     c.best_wall = c.best_wall.min(wall);
     c.best_cpu = c.best_cpu.min(user + sys);
     c.best_user = c.best_user.min(user);
@@ -79,6 +92,11 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/capture-bench"))
         .join("dumps");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).expect("remove the previous bench's dumps");
+    }
+    std::fs::create_dir_all(&out).expect("create the bench folder");
+    let per_file = file_creation_cost(&out.join("probe"), 1000);
     let mut configs = [
         ("full", 1, None),
         ("logits", 1, Some("result_output")),
@@ -97,9 +115,10 @@ fn main() {
     for i in 0..runs {
         eprintln!("run {}/{runs}", i + 1);
         for c in configs.iter_mut() {
-            run(&model, &out, c);
+            run(&model, &out.join(format!("{}-{i}", c.label)), c);
         }
     }
+    std::fs::remove_dir_all(&out).expect("remove the bench's dumps");
     let s = |d: Duration| d.as_secs_f64();
     for c in &configs {
         println!(
@@ -114,6 +133,11 @@ fn main() {
             s(c.best_sys)
         );
     }
+    println!(
+        "creating an empty file in {}: {:.0} us (1000 files)",
+        out.display(),
+        per_file.as_secs_f64() * 1e6
+    );
     let [full, logits, full2] = &configs;
     println!(
         "capture ratio at 1 thread (full / logits only): wall {:.2}, CPU {:.2}, user {:.2}",
