@@ -11,6 +11,9 @@ cd "$ROOT"
 # The worked example of `run --candidate` is its own workspace package (candle-core; about 250
 # CPU-seconds to build the first time): tests/candle_engine.rs runs its binary.
 cargo build --release -p candle-engine
+# llama.cpp and the shim first: the library's own unit tests link their archives, which the
+# `llorch-diff` package's build script compiles.
+cargo build --release
 # Run the suite, keeping cargo's exit status, then close with the totals over every test binary
 # (cargo's own last line is the doc-tests', which says little about the run).
 LOG="$(mktemp)"; STATUS="$(mktemp)"

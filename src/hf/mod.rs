@@ -72,7 +72,7 @@ pub struct HfSummary {
 pub fn python() -> PathBuf {
     match std::env::var_os(PYTHON_ENV) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3"),
+        _ => Path::new(env!("LLORCH_REPO_ROOT")).join(".venv/bin/python3"),
     }
 }
 
