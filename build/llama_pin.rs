@@ -83,7 +83,6 @@ pub const DEFINES: &[&str] = &[
     "NDEBUG",
 ];
 
-
 /// `target/` from `target/<profile>/build/<pkg>-<hash>/out`, so debug and release share the cache.
 pub fn target_dir(out_dir: &Path) -> PathBuf {
     out_dir
@@ -146,7 +145,6 @@ pub fn locate_pinned_source(repo_root: &Path) -> PathBuf {
     );
     root
 }
-
 
 /// The ISA llama.cpp and the shim are compiled for (`LLORCH_MARCH`, default x86-64-v3).
 pub fn march() -> String {

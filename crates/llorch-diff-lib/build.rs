@@ -43,7 +43,10 @@ fn main() {
     let compiler_version = compiler_version();
     let cache = cache_dir(&out_dir, &flags, &compiler_version);
     println!("cargo:rustc-link-search=native={}", cache.display());
-    println!("cargo:rustc-link-search=native={}", cache.join("shim").display());
+    println!(
+        "cargo:rustc-link-search=native={}",
+        cache.join("shim").display()
+    );
     println!("cargo:rustc-link-lib=static:-bundle=llorch_shim");
     println!("cargo:rustc-link-lib=static:-bundle=llorch_llama");
     println!("cargo:rustc-link-lib=dylib=stdc++");
