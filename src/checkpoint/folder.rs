@@ -129,28 +129,68 @@ impl Drop for DumpWriter {
 /// as itself (`--all-nodes`), the value.
 type Queued = (u32, CheckpointName, Option<String>, Tensor);
 
-/// A [`DumpWriter`] on a thread of its own, fed through a bounded channel: the producer hands
-/// over each checkpoint and goes on computing while the file is written.
+/// A [`DumpWriter`] on a thread of its own: the producer hands over each checkpoint and goes on
+/// computing while the files are written. What waits to be written is bounded in bytes, not in
+/// checkpoints, so that a step's checkpoints can all be handed over at once (the producer then
+/// computes the next step while they are written) while a long prompt's cannot fill the memory.
 pub struct BackgroundWriter {
-    tx: Option<std::sync::mpsc::SyncSender<Queued>>,
+    tx: Option<std::sync::mpsc::Sender<Queued>>,
+    pending: std::sync::Arc<Pending>,
+    limit: usize,
     handle: Option<std::thread::JoinHandle<Result<DumpWriter, DumpError>>>,
 }
 
+/// Bytes handed over and not yet written; zeroed for good when the writer thread ends, so that
+/// a producer waiting for room finds the thread gone instead of waiting forever.
+#[derive(Default)]
+struct Pending {
+    bytes: std::sync::Mutex<usize>,
+    written: std::sync::Condvar,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Pending {
+    fn release(&self, bytes: usize) {
+        let mut n = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(bytes);
+        self.written.notify_all();
+    }
+}
+
+/// Ends the writer thread's accounting however the thread ends (an error or a panic included).
+struct CloseOnDrop(std::sync::Arc<Pending>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.release(usize::MAX);
+    }
+}
+
 impl BackgroundWriter {
-    /// At most `depth` checkpoints wait to be written; `add` blocks beyond that.
-    pub fn new(mut writer: DumpWriter, depth: usize) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Queued>(depth);
+    /// At most `limit` bytes of checkpoints (more if one checkpoint alone is larger) wait to be
+    /// written; `add` blocks beyond that.
+    pub fn new(mut writer: DumpWriter, limit: usize) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Queued>();
+        let pending = std::sync::Arc::new(Pending::default());
+        let closer = CloseOnDrop(pending.clone());
         let handle = std::thread::Builder::new()
             .name("dump-writer".into())
             .spawn(move || {
+                let closer = closer;
                 for (step, name, op, t) in rx {
                     writer.add_entry(step, &name, op, &t)?;
+                    closer.0.release(t.data.len() * 4);
                 }
                 Ok(writer)
             })
             .expect("spawn the dump writer thread");
         BackgroundWriter {
             tx: Some(tx),
+            pending,
+            limit,
             handle: Some(handle),
         }
     }
@@ -178,6 +218,18 @@ impl BackgroundWriter {
         op: Option<String>,
         t: Tensor,
     ) -> Result<(), DumpError> {
+        let bytes = t.data.len() * 4;
+        {
+            let p = &self.pending;
+            let mut n = p.bytes.lock().unwrap_or_else(|e| e.into_inner());
+            while *n > 0
+                && n.saturating_add(bytes) > self.limit
+                && !p.closed.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                n = p.written.wait(n).unwrap_or_else(|e| e.into_inner());
+            }
+            *n = n.saturating_add(bytes);
+        }
         let sent = self
             .tx
             .as_ref()
@@ -360,4 +412,57 @@ fn scan(dir: &Path, step: u32, out: &mut Vec<FolderEntry>) -> Result<(), DumpErr
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("llorch-folder-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn background_writer_writes_everything_past_its_limit() {
+        let dir = scratch("limit");
+        let target = dir.join("dump");
+        let writer = DumpWriter::create(&target, Manifest::new("test")).unwrap();
+        // Each checkpoint alone is over the limit: every one waits for the one before.
+        let mut bg = BackgroundWriter::new(writer, 100);
+        for i in 0..20u32 {
+            let t = Tensor::new(vec![64], (0..64).map(|j| (i * 64 + j) as f32).collect());
+            bg.add(0, &CheckpointName::parse(&format!("blk.{i}.l_out")), t)
+                .unwrap();
+        }
+        let out = bg.finish().unwrap().finish().unwrap();
+        let folder = DumpFolder::open(&out).unwrap();
+        assert_eq!(folder.entries.len(), 20);
+        for e in &folder.entries {
+            let i = e.id.name.layer_index().unwrap();
+            let t = folder.load(e).unwrap();
+            assert_eq!(t.data[0], (i * 64) as f32);
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_ends_the_wait_for_room() {
+        let dir = scratch("fail");
+        let writer = DumpWriter::create(&dir.join("dump"), Manifest::new("test")).unwrap();
+        // The staging folder replaced by a file: the first write fails.
+        fs::remove_dir_all(&writer.staging).unwrap();
+        fs::write(&writer.staging, b"").unwrap();
+        let staging = writer.staging.clone();
+        let mut bg = BackgroundWriter::new(writer, 1);
+        let failed = (0..50u32).any(|i| {
+            let t = Tensor::new(vec![16], vec![0.0; 16]);
+            bg.add(0, &CheckpointName::parse(&format!("blk.{i}.l_out")), t)
+                .is_err()
+        });
+        assert!(failed || bg.finish().is_err());
+        let _ = fs::remove_file(&staging);
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

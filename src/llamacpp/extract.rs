@@ -111,8 +111,10 @@ pub enum Progress {
     Step { step: u32 },
 }
 
-/// Checkpoints waiting for the writer thread at most.
-const WRITE_QUEUE: usize = 64;
+/// Bytes of checkpoints waiting for the writer thread at most: a short prompt's whole step (about
+/// 90 MB for SmolLM2 and 55 tokens) is handed over at once, and written while the next step is
+/// computed.
+const WRITE_QUEUE_BYTES: usize = 256 << 20;
 
 pub fn extract(
     model: &Path,
@@ -212,7 +214,7 @@ pub fn extract_with_progress(
     manifest.threads = opts.threads as u32;
     manifest.steps = opts.steps;
     // Files are written on a thread of their own while llama.cpp computes the next step.
-    let mut writer = BackgroundWriter::new(DumpWriter::create(out, manifest)?, WRITE_QUEUE);
+    let mut writer = BackgroundWriter::new(DumpWriter::create(out, manifest)?, WRITE_QUEUE_BYTES);
 
     let mut generated = Vec::new();
     let mut input = prompt_tokens.clone();
