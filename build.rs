@@ -68,7 +68,7 @@ fn main() {
         shim.define(d, None);
     }
     shim.compile("llorch_shim");
-    let shim_dir = cache.join("shim");
+    let shim_dir = shim_dir(&cache, &manifest_dir);
     fs::create_dir_all(&shim_dir).expect("create shim folder");
     let staged = shim_dir.join(format!(".libllorch_shim.a.{}", std::process::id()));
     fs::copy(out_dir.join("shim/libllorch_shim.a"), &staged).expect("copy the shim's archive");

@@ -181,7 +181,7 @@ pub fn flags(march: &str) -> String {
 }
 
 /// The cache folder of this pin, flags and compiler: `LLORCH_LLAMA_CACHE` or `target/llama-cpp`,
-/// then a key. llama.cpp's archive is `libllorch_llama.a` there, the shim's `shim/libllorch_shim.a`.
+/// then a key. llama.cpp's archive is `libllorch_llama.a` there, the shim's in [`shim_dir`].
 pub fn cache_dir(out_dir: &Path, flags: &str, compiler_version: &str) -> PathBuf {
     let mut hasher = DefaultHasher::new();
     (
@@ -202,4 +202,23 @@ pub fn cache_root(out_dir: &Path) -> PathBuf {
     env::var_os("LLORCH_LLAMA_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir(out_dir).join("llama-cpp"))
+}
+
+/// The shim's folder in `cache`, keyed by the content of `csrc/`: two checkouts that share a
+/// cache (`LLORCH_LLAMA_CACHE`) with different shims never link each other's.
+pub fn shim_dir(cache: &Path, repo_root: &Path) -> PathBuf {
+    let csrc = repo_root.join("csrc");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&csrc)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", csrc.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut hasher = DefaultHasher::new();
+    for f in &files {
+        f.file_name().hash(&mut hasher);
+        std::fs::read(f)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", f.display()))
+            .hash(&mut hasher);
+    }
+    cache.join(format!("shim-{:016x}", hasher.finish()))
 }

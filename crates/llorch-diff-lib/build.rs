@@ -17,6 +17,7 @@ use llama_pin::*;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=../../build/llama_pin.rs");
+    println!("cargo:rerun-if-changed=../../csrc");
     println!("cargo:rerun-if-changed=../../vendor/llama-cpp-pin/Cargo.toml");
     println!("cargo:rerun-if-changed=../../vendor/llama-cpp-pin/Cargo.lock");
     println!("cargo:rerun-if-env-changed=LLORCH_MARCH");
@@ -45,7 +46,7 @@ fn main() {
     println!("cargo:rustc-link-search=native={}", cache.display());
     println!(
         "cargo:rustc-link-search=native={}",
-        cache.join("shim").display()
+        shim_dir(&cache, &repo_root).display()
     );
     println!("cargo:rustc-link-lib=static:-bundle=llorch_shim");
     println!("cargo:rustc-link-lib=static:-bundle=llorch_llama");

@@ -140,13 +140,12 @@ pub struct BackgroundWriter {
     handle: Option<std::thread::JoinHandle<Result<DumpWriter, DumpError>>>,
 }
 
-/// Bytes handed over and not yet written; zeroed for good when the writer thread ends, so that
-/// a producer waiting for room finds the thread gone instead of waiting forever.
+/// Bytes handed over and not yet written; zeroed when the writer thread ends, so that a producer
+/// waiting for room goes on to find the thread gone instead of waiting forever.
 #[derive(Default)]
 struct Pending {
     bytes: std::sync::Mutex<usize>,
     written: std::sync::Condvar,
-    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Pending {
@@ -162,9 +161,6 @@ struct CloseOnDrop(std::sync::Arc<Pending>);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        self.0
-            .closed
-            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.0.release(usize::MAX);
     }
 }
@@ -222,10 +218,7 @@ impl BackgroundWriter {
         {
             let p = &self.pending;
             let mut n = p.bytes.lock().unwrap_or_else(|e| e.into_inner());
-            while *n > 0
-                && n.saturating_add(bytes) > self.limit
-                && !p.closed.load(std::sync::atomic::Ordering::SeqCst)
-            {
+            while *n > 0 && n.saturating_add(bytes) > self.limit {
                 n = p.written.wait(n).unwrap_or_else(|e| e.into_inner());
             }
             *n = n.saturating_add(bytes);

@@ -112,7 +112,7 @@ pub enum Progress {
 }
 
 /// Bytes of checkpoints waiting for the writer thread at most: a short prompt's whole step (about
-/// 90 MB for SmolLM2 and 55 tokens) is handed over at once, and written while the next step is
+/// 83 MB for SmolLM2 and 55 tokens) is handed over at once, and written while the next step is
 /// computed.
 const WRITE_QUEUE_BYTES: usize = 256 << 20;
 
